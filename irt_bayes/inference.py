@@ -1,0 +1,362 @@
+"""Fitting the PyMC model: NUTS through nutpie, (minibatch) ADVI, and diagnostics.
+
+NUTS uses nutpie's numba backend, which was the fastest working sampler here
+(PyMC's own sampler is several times slower on this model and numpyro would pull
+JAX into the install). ADVI uses PyMC's mean-field ADVI with Adam and stops when
+the ELBO stops improving.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+__all__ = [
+    "ConvergenceWarning",
+    "Diagnostics",
+    "sample_nuts",
+    "fit_advi",
+    "diagnose",
+    "align_skills",
+    "slim_posterior",
+]
+
+RHAT_MAX = 1.01
+ESS_MIN = 400
+
+
+class ConvergenceWarning(UserWarning):
+    """The posterior may not be trustworthy: R-hat, ESS, divergences or ADVI."""
+
+
+@dataclass
+class Diagnostics:
+    """Convergence summary of a fit.
+
+    Attributes
+    ----------
+    method : str
+        ``"nuts"`` or ``"advi"``.
+    seconds : float
+        Wall time of the fit (compilation included).
+    table : pandas.DataFrame
+        ArviZ diagnostics (``r_hat``, ``ess_bulk``, ``ess_tail``...) of the abilities
+        (NUTS only; empty for ADVI).
+    divergences : int
+        Divergent transitions after tuning (NUTS).
+    iterations : int
+        ADVI iterations run (0 for NUTS).
+    converged : bool
+        ADVI: the ELBO stopped changing before ``max_iter``; NUTS: every check passed.
+    """
+
+    method: str
+    seconds: float
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    divergences: int = 0
+    iterations: int = 0
+    converged: bool = True
+    elbo_change: float = float("nan")
+
+    @property
+    def max_rhat(self) -> float:
+        """Largest ability R-hat (NaN for ADVI)."""
+        return float(self.table["r_hat"].max()) if "r_hat" in self.table else float("nan")
+
+    @property
+    def min_ess_bulk(self) -> float:
+        """Smallest ability bulk ESS (NaN for ADVI)."""
+        return float(self.table["ess_bulk"].min()) if "ess_bulk" in self.table else float("nan")
+
+    @property
+    def min_ess_tail(self) -> float:
+        """Smallest ability tail ESS (NaN for ADVI)."""
+        return float(self.table["ess_tail"].min()) if "ess_tail" in self.table else float("nan")
+
+    @property
+    def problems(self) -> list[str]:
+        """What fails the checks, one phrase each (empty when all is well)."""
+        out = []
+        if self.method == "nuts":
+            if "r_hat" in self.table:
+                n_bad = int((self.table["r_hat"] > RHAT_MAX).sum())
+                if n_bad:
+                    out.append(
+                        f"{n_bad} abilities with R-hat > {RHAT_MAX} (max {self.max_rhat:.3f})"
+                    )
+                n_low = int((self.table[["ess_bulk", "ess_tail"]].min(axis=1) < ESS_MIN).sum())
+                if n_low:
+                    out.append(
+                        f"{n_low} abilities with ESS < {ESS_MIN} "
+                        f"(min {min(self.min_ess_bulk, self.min_ess_tail):.0f})"
+                    )
+            if self.divergences:
+                out.append(f"{self.divergences} divergent transitions")
+        elif not self.converged:
+            out.append(
+                f"ADVI did not converge in {self.iterations} iterations "
+                f"(last relative ELBO change {self.elbo_change:.1e})"
+            )
+        return out
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check passed."""
+        return not self.problems
+
+    def verdict(self) -> str:
+        """One line for humans."""
+        if self.method == "advi":
+            state = "converged" if self.converged else "NOT converged"
+            return (
+                f"ADVI {state} after {self.iterations} iterations in {self.seconds:.1f} s "
+                "(variational fit: no R-hat; refit with NUTS for calibrated intervals)"
+            )
+        head = "NUTS ok" if self.ok else "NUTS WARNING"
+        body = (
+            f"max R-hat {self.max_rhat:.3f}, min ESS bulk {self.min_ess_bulk:.0f} / tail "
+            f"{self.min_ess_tail:.0f}, {self.divergences} divergences, {self.seconds:.1f} s"
+        )
+        return f"{head}: {body}" + ("" if self.ok else "; " + "; ".join(self.problems))
+
+    def to_dict(self) -> dict[str, float | int | str | bool]:
+        """Plain numbers for metadata files."""
+        return {
+            "method": self.method,
+            "seconds": round(self.seconds, 3),
+            "divergences": self.divergences,
+            "iterations": self.iterations,
+            "converged": self.converged,
+            "max_rhat": self.max_rhat,
+            "min_ess_bulk": self.min_ess_bulk,
+            "min_ess_tail": self.min_ess_tail,
+            "verdict": self.verdict(),
+        }
+
+
+def slim_posterior(idata: az.InferenceData) -> az.InferenceData:
+    """Drop raw non-centred and transformed variables, keeping interpretable ones.
+
+    Everything prediction and reports use is a deterministic (``theta``,
+    ``difficulty``, ``discrimination``...) or a named scale, so the ``*_z`` / ``*_c``
+    innovations and ``*__`` transformed values only cost memory and disk.
+    """
+    post = idata.posterior
+    drop = [v for v in post.data_vars if v.endswith(("_z", "_c")) or "__" in v]
+    idata.posterior = post.drop_vars(drop)
+    if "unconstrained_posterior" in idata.groups():
+        del idata["unconstrained_posterior"]
+    return idata
+
+
+def sample_nuts(
+    model: pm.Model,
+    *,
+    draws: int = 500,
+    tune: int = 500,
+    chains: int = 4,
+    seed: int = 0,
+    cores: int | None = None,
+    progress: bool = True,
+) -> tuple[az.InferenceData, Diagnostics]:
+    """Sample the posterior with NUTS (nutpie, numba backend).
+
+    Parameters
+    ----------
+    model : pymc.Model
+        From :func:`irt_bayes.model.build_model` (full data, no minibatches).
+    draws, tune, chains : int
+        Kept draws and warm-up iterations per chain, number of chains.
+    seed : int
+        Makes the run reproducible.
+    cores : int, optional
+        Chains run in parallel; default all cores.
+    progress : bool
+        Show nutpie's progress bar.
+
+    Returns
+    -------
+    idata : arviz.InferenceData
+    diagnostics : Diagnostics
+    """
+    import nutpie
+
+    t0 = time.perf_counter()
+    compiled = nutpie.compile_pymc_model(model)
+    kwargs = {"cores": cores} if cores else {}
+    idata = nutpie.sample(
+        compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress, **kwargs
+    )
+    idata = align_skills(slim_posterior(idata))
+    diag = diagnose(idata, method="nuts", seconds=time.perf_counter() - t0)
+    return idata, diag
+
+
+class _ElboConvergence:
+    """Stop ADVI when the windowed mean loss changes by less than ``tol`` (relative)."""
+
+    def __init__(self, every: int = 250, tol: float = 5e-4, patience: int = 2) -> None:
+        self.every, self.tol, self.patience = every, tol, patience
+        self.hits = 0
+        self.last_change = float("nan")
+        self.stopped_at: int | None = None
+
+    def __call__(self, approx: object, losses: np.ndarray, i: int) -> None:
+        if i % self.every or i < 2 * self.every:
+            return
+        cur = np.mean(losses[-self.every :])
+        prev = np.mean(losses[-2 * self.every : -self.every])
+        self.last_change = float(abs(prev - cur) / max(abs(cur), 1e-12))
+        self.hits = self.hits + 1 if self.last_change < self.tol else 0
+        if self.hits >= self.patience:
+            self.stopped_at = i
+            raise StopIteration
+
+
+def fit_advi(
+    model: pm.Model,
+    *,
+    max_iter: int = 8000,
+    learning_rate: float = 0.05,
+    draws: int = 1000,
+    seed: int = 0,
+    tol: float = 5e-4,
+    progress: bool = True,
+) -> tuple[az.InferenceData, Diagnostics]:
+    """Fit mean-field ADVI with Adam and a convergence check.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        Full-data or minibatch model from :func:`irt_bayes.model.build_model`.
+    max_iter : int
+        Upper bound on optimisation steps.
+    learning_rate : float
+        Adam step size.
+    draws : int
+        Draws taken from the fitted approximation (one chain).
+    seed : int
+        Makes the fit reproducible.
+    tol : float
+        Relative change of the mean loss between two windows of 250 steps under which
+        the fit counts as converged (twice in a row).
+    progress : bool
+        Show PyMC's progress bar.
+
+    Returns
+    -------
+    idata : arviz.InferenceData
+    diagnostics : Diagnostics
+        ``converged`` is False when ``max_iter`` was reached first; a
+        :class:`ConvergenceWarning` is issued by the caller's :func:`warn_if_needed`.
+    """
+    t0 = time.perf_counter()
+    check = _ElboConvergence(tol=tol)
+    with model:
+        approx = pm.fit(
+            max_iter,
+            method="advi",
+            obj_optimizer=pm.adam(learning_rate=learning_rate),
+            random_seed=seed,
+            callbacks=[check],
+            progressbar=progress,
+        )
+        idata = approx.sample(draws, random_seed=seed, return_inferencedata=True)
+    idata = slim_posterior(idata)
+    hist = np.asarray(approx.hist)
+    idata.add_groups({"sample_stats": xr.Dataset({"loss": ("iteration", hist)})})
+    diag = Diagnostics(
+        method="advi",
+        seconds=time.perf_counter() - t0,
+        iterations=len(hist),
+        converged=check.stopped_at is not None,
+        elbo_change=check.last_change,
+    )
+    return idata, diag
+
+
+def diagnose(
+    idata: az.InferenceData,
+    *,
+    method: str = "nuts",
+    seconds: float = 0.0,
+    var_names: tuple[str, ...] = ("theta",),
+) -> Diagnostics:
+    """R-hat, bulk/tail ESS and divergences of the abilities.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With a ``posterior`` group (and ``sample_stats`` for divergences).
+    method : str
+        Fit method recorded in the result.
+    seconds : float
+        Fit wall time recorded in the result.
+    var_names : tuple of str
+        Variables whose convergence is judged.
+
+    Returns
+    -------
+    Diagnostics
+
+    See Also
+    --------
+    arviz.summary, arviz.rhat, arviz.ess
+    """
+    table = az.summary(idata, var_names=list(var_names), kind="diagnostics")
+    div = 0
+    if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
+        div = int(idata.sample_stats["diverging"].sum())
+    diag = Diagnostics(method=method, seconds=seconds, table=table, divergences=div)
+    diag.converged = diag.ok
+    return diag
+
+
+def warn_if_needed(diag: Diagnostics) -> None:
+    """Issue one :class:`ConvergenceWarning` line when a check failed."""
+    if not diag.ok:
+        warnings.warn(diag.verdict(), ConvergenceWarning, stacklevel=3)
+
+
+def align_skills(idata: az.InferenceData) -> az.InferenceData:
+    """Relabel skills chain by chain so that every chain matches chain 0.
+
+    With K > 1 the likelihood is invariant to permuting skills (positivity of the
+    discrimination rules out other rotations), so separate chains can settle on
+    different labels. Each chain gets the permutation whose mean abilities correlate
+    best with chain 0's. Variables with a ``skill`` dim are permuted together.
+    """
+    post = idata.posterior
+    if "skill" not in post.dims or post.sizes["skill"] < 2 or post.sizes.get("chain", 1) < 2:
+        return idata
+    K = post.sizes["skill"]
+    theta = post["theta"].mean("draw").transpose("chain", "llm", "skill").to_numpy()
+    ref = theta[0]
+    perms = list(itertools.permutations(range(K)))
+    best = []
+    for c in range(theta.shape[0]):
+        scores = [
+            sum(np.corrcoef(ref[:, k], theta[c][:, p[k]])[0, 1] for k in range(K)) for p in perms
+        ]
+        best.append(perms[int(np.nanargmax(scores))])
+    if all(p == tuple(range(K)) for p in best):
+        return idata
+    new = {}
+    for name, var in post.data_vars.items():
+        if "skill" not in var.dims:
+            continue
+        parts = [
+            var.isel(chain=c).isel(skill=list(best[c])).assign_coords(skill=post["skill"])
+            for c in range(len(best))
+        ]
+        new[name] = xr.concat(parts, dim="chain").transpose(*var.dims)
+    idata.posterior = post.assign(new)
+    return idata

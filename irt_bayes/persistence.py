@@ -1,0 +1,251 @@
+"""Saving and loading fitted routers as a directory.
+
+Layout of a saved router::
+
+    ROUTER/
+      router.json     metadata: format version, package version, spec, encoder id,
+                      LLM names, prices, datasets, training query ids and texts' ids,
+                      warm-up weights, fit diagnostics
+      posterior.nc    arviz.InferenceData (posterior, observed and constant data)
+      arrays.npz      PCA of the embeddings and the training embeddings
+
+The directory is written under a temporary name beside the target and renamed
+into place, so an interrupted save never leaves a half-written router.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+
+from irt_bayes.errors import RouterFileError
+from irt_bayes.features import EmbeddingFeatures
+from irt_bayes.inference import Diagnostics
+from irt_bayes.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from irt_bayes.router import IRTRouter
+
+__all__ = ["FORMAT_VERSION", "save_router", "load_router", "package_version"]
+
+FORMAT_VERSION = 1
+_FILES = ("router.json", "posterior.nc", "arrays.npz")
+
+
+def package_version() -> str:
+    """Installed irt-bayes version (``"unknown"`` when run from a bare checkout)."""
+    try:
+        return version("irt-bayes")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
+    """Write a fitted router to ``path`` (a directory, replaced if it exists).
+
+    Parameters
+    ----------
+    router : IRTRouter
+        A fitted router.
+    path : str or os.PathLike
+        Target directory.
+
+    Returns
+    -------
+    pathlib.Path
+        The directory written.
+    """
+    router._check_fitted()
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RouterFileError(f"{path}: exists and is not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prices = router.prices_.reindex(router.llms_)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "package_version": package_version(),
+        "spec": router.spec_.to_dict(),
+        "method": router.diagnostics_.method,
+        "seed": router.seed,
+        "encoder_id": router.encoder_id_,
+        "encoder": router.encoder if isinstance(router.encoder, str) else router.encoder_id_,
+        "embedding_dim": router.embedding_dim_,
+        "likelihood": router.likelihood_,
+        "llms": router.llms_,
+        "prices": [None if not np.isfinite(v) else float(v) for v in prices.to_numpy(float)],
+        "datasets": router.datasets_,
+        "train_queries": router.train_queries_.drop(columns=["query"]).to_dict(orient="list"),
+        "warmup": router.warmup_weights_,
+        "diagnostics": router.diagnostics_.to_dict(),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        (tmp / "router.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+        router.idata_.to_netcdf(str(tmp / "posterior.nc"), engine="h5netcdf")
+        arrays = {f"features_{k}": v for k, v in router.features_.to_arrays().items()}
+        arrays["train_embeddings"] = router.train_embeddings_
+        arrays["train_dataset_idx"] = (
+            router.train_dataset_idx_
+            if router.train_dataset_idx_ is not None
+            else np.zeros(0, np.int64)
+        )
+        np.savez_compressed(tmp / "arrays.npz", **arrays)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _need(meta: dict, key: str, path: Path) -> Any:
+    if key not in meta:
+        raise RouterFileError(f"{path / 'router.json'}: missing key {key!r}")
+    return meta[key]
+
+
+def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) -> IRTRouter:
+    """Load a router written by :func:`save_router`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The router directory.
+    encoder : str or QueryEncoder, optional
+        Encoder to embed new queries with; by default the one recorded at fit time.
+        Its id must match the saved ``encoder_id``.
+    **kwargs
+        Passed to :class:`IRTRouter` (``progress``, ``cache_dir``...).
+
+    Returns
+    -------
+    IRTRouter
+
+    Raises
+    ------
+    RouterFileError
+        Missing directory or file, corrupt file, incompatible format version, or
+        contents that disagree with each other; one line naming the file.
+    """
+    from irt_bayes.router import IRTRouter
+
+    path = Path(path)
+    if not path.is_dir():
+        raise RouterFileError(
+            f"{path}: no saved router here (expected a directory with {', '.join(_FILES)})"
+        )
+    for name in _FILES:
+        if not (path / name).is_file():
+            raise RouterFileError(f"{path / name}: missing; the router directory is incomplete")
+    try:
+        meta = json.loads((path / "router.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RouterFileError(f"{path / 'router.json'}: corrupt JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise RouterFileError(f"{path / 'router.json'}: not a router metadata object")
+    fmt = _need(meta, "format_version", path)
+    if fmt != FORMAT_VERSION:
+        raise RouterFileError(
+            f"{path / 'router.json'}: format version {fmt!r} is not supported "
+            f"by irt-bayes {package_version()} (expects {FORMAT_VERSION}); "
+            "refit the router"
+        )
+    try:
+        spec = ModelSpec.from_dict(_need(meta, "spec", path), source=str(path / "router.json"))
+    except Exception as exc:  # noqa: BLE001 - any bad spec content is one file error
+        raise RouterFileError(f"{path / 'router.json'}: invalid spec ({exc})") from None
+    llms = list(_need(meta, "llms", path))
+    try:
+        idata = az.from_netcdf(str(path / "posterior.nc"), engine="h5netcdf")
+        idata.load() if hasattr(idata, "load") else None
+    except Exception as exc:  # noqa: BLE001 - netCDF/HDF5 raise many types for bad bytes
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RouterFileError(f"{path / 'posterior.nc'}: corrupt or unreadable ({first})") from None
+    if "posterior" not in idata.groups() or "theta" not in idata.posterior:
+        raise RouterFileError(f"{path / 'posterior.nc'}: has no posterior abilities ('theta')")
+    if list(idata.posterior["llm"].to_numpy()) != llms:
+        raise RouterFileError(f"{path / 'posterior.nc'}: LLMs do not match router.json")
+    try:
+        with np.load(path / "arrays.npz") as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise RouterFileError(f"{path / 'arrays.npz'}: corrupt or unreadable ({exc})") from None
+    needed = ("features_mean", "features_components", "features_scale", "train_embeddings")
+    for key in needed:
+        if key not in arrays:
+            raise RouterFileError(f"{path / 'arrays.npz'}: missing array {key!r}")
+    feats = EmbeddingFeatures.from_arrays({k[9:]: arrays[k] for k in needed[:3]})
+    emb = arrays["train_embeddings"]
+    tq = pd.DataFrame(_need(meta, "train_queries", path))
+    if emb.shape[0] != len(tq) or emb.shape[1] != meta.get("embedding_dim"):
+        raise RouterFileError(
+            f"{path / 'arrays.npz'}: training embeddings of shape {emb.shape} "
+            "do not match router.json"
+        )
+    if encoder is not None and not isinstance(encoder, str):
+        enc_id = getattr(encoder, "encoder_id", None)
+        if enc_id != meta["encoder_id"]:
+            raise RouterFileError(
+                f"{path}: fitted with encoder {meta['encoder_id']!r}, got {enc_id!r}"
+            )
+
+    router = IRTRouter(
+        spec,
+        encoder=encoder if encoder is not None else meta.get("encoder", "default"),
+        method=meta.get("method", "advi"),
+        seed=meta.get("seed", 0),
+        **kwargs,
+    )
+    router.spec_ = spec
+    router.llms_ = llms
+    router.prices_ = pd.Series(
+        [np.nan if v is None else v for v in meta["prices"]],
+        index=pd.Index(llms, name="llm"),
+        name="price",
+        dtype=float,
+    )
+    router.datasets_ = list(meta.get("datasets", []))
+    router.features_ = feats
+    tq["query"] = ""  # texts are not stored; ids and datasets are
+    router.train_queries_ = tq
+    router.train_embeddings_ = emb
+    didx = arrays.get("train_dataset_idx")
+    router.train_dataset_idx_ = didx if didx is not None and didx.size else None
+    router.likelihood_ = meta.get("likelihood", "bernoulli")
+    router.idata_ = idata
+    d = meta.get("diagnostics", {})
+    router.diagnostics_ = Diagnostics(
+        method=d.get("method", "advi"),
+        seconds=float(d.get("seconds", 0.0)),
+        divergences=int(d.get("divergences", 0)),
+        iterations=int(d.get("iterations", 0)),
+        converged=bool(d.get("converged", True)),
+    )
+    router.encoder_id_ = meta["encoder_id"]
+    router.embedding_dim_ = int(meta["embedding_dim"])
+    router.warmup_weights_ = dict(meta.get("warmup", {}))
+    return router

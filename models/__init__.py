@@ -1,0 +1,1 @@
+"""Named model specs shipped with irt-bayes; installed as the ``irt_bayes.models`` resources."""
