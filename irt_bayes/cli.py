@@ -1,0 +1,300 @@
+"""Command-line interface: ``irt-bayes demo | describe | fit | predict | abilities``.
+
+Every user error (bad data, bad spec, bad saved router) prints one line to stderr
+and exits with status 2; output files are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from irt_bayes.errors import IrtBayesError
+
+__all__ = ["main", "build_parser"]
+
+DEMO_QUERIES = [
+    ("new-0", "What is 348 + 127?", "arithmetic"),
+    (
+        "new-1",
+        "Write a Python function that merges two sorted lists without using sort().",
+        "coding",
+    ),
+    (
+        "new-2",
+        "Derive the closed form of the sum of the first n cubes and prove it by induction.",
+        None,
+    ),
+    ("new-3", "Which gas do plants absorb from the air during photosynthesis?", None),
+]
+
+
+def _write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a CSV via a temporary file so an error never leaves half a file."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise IrtBayesError(f"{path}: directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            df.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def _table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    return df.to_string(float_format=lambda v: floatfmt.format(v))
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_describe(args: argparse.Namespace) -> int:
+    """Summarise response files: sizes, per-LLM accuracy and price."""
+    from irt_bayes.data import load_responses
+
+    data = load_responses(*args.data)
+    _say(repr(data))
+    _say(_table(data.summary(), "{:.4g}"))
+    return 0
+
+
+def _router_from_args(args: argparse.Namespace):  # noqa: ANN202 - lazy import of IRTRouter
+    from irt_bayes.router import IRTRouter
+    from irt_bayes.spec import load_spec
+
+    spec = load_spec(args.model)
+    if args.skills is not None:
+        spec = spec.replace(
+            skills=args.skills,
+            name=f"{spec.name}-k{args.skills}" if args.skills != spec.skills else spec.name,
+        )
+    return IRTRouter(
+        spec,
+        encoder=args.encoder,
+        method=args.method,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        minibatch_size=args.minibatch,
+        progress=not args.quiet,
+    )
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit a router on response files and save it."""
+    from irt_bayes.data import load_responses
+
+    data = load_responses(*args.data)
+    router = _router_from_args(args)
+    _say(
+        f"fitting {router.model if isinstance(router.model, str) else router.model.name} "
+        f"by {args.method.upper()} on {data!r}"
+    )
+    router.fit(data)
+    _say(router.diagnostics_.verdict())
+    router.save(args.out)
+    _say(_table(router.abilities()))
+    _say(f"saved router to {args.out}")
+    return 0
+
+
+def _load_router(path: str, quiet: bool):  # noqa: ANN202
+    from irt_bayes.router import IRTRouter
+
+    return IRTRouter.load(path, progress=not quiet)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predict P(correct) for every (query, LLM)."""
+    from irt_bayes.data import load_queries
+
+    router = _load_router(args.router, args.quiet)
+    queries = load_queries(*args.queries)
+    out = router.predict(queries, warmup=args.warmup)
+    _write_csv(out, args.out)
+    _say(f"wrote {len(out)} rows ({len(queries)} queries x {len(router.llms_)} LLMs) to {args.out}")
+    return 0
+
+
+def cmd_abilities(args: argparse.Namespace) -> int:
+    """Posterior abilities with 94% HDI."""
+    router = _load_router(args.router, True)
+    ab = router.abilities()
+    _say(_table(ab))
+    if args.out:
+        _write_csv(ab, args.out)
+        _say(f"wrote {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Simulate a priced pool, fit, predict new queries and print abilities."""
+    import numpy as np
+
+    from irt_bayes.router import IRTRouter
+    from irt_bayes.simulate import simulate_pool
+
+    t0 = time.perf_counter()
+    pool = simulate_pool(n_queries=args.queries, n_llms=args.llms, seed=args.seed)
+    from irt_bayes.data import ResponseData
+
+    data = ResponseData.from_frame(pool.responses, source="simulated pool")
+    _say(f"1. Simulated {data!r}")
+    _say(_table(data.summary(), "{:.4g}"))
+    router = IRTRouter(
+        "2pl",
+        method=args.method,
+        seed=args.seed,
+        progress=not args.quiet,
+        draws=args.draws,
+        tune=args.draws,
+        chains=4,
+    )
+    _say(
+        f"\n2. Encoding {data.n_queries} query texts with {router._get_encoder().encoder_id} "
+        f"and fitting the 2PL by {args.method.upper()} ..."
+    )
+    router.fit(data)
+    _say(f"   {router.diagnostics_.verdict()}")
+    ab = router.abilities().set_index("llm")
+    truth = pool.truth["ability"].sel(skill=pool.truth["skill"][0]).to_series()
+    ab["true"] = truth.reindex(ab.index)
+    ab["price_usd"] = router.prices_.reindex(ab.index)
+    ab = ab.drop(columns="skill").sort_values("mean", ascending=False)
+    r = float(np.corrcoef(ab["mean"], ab["true"])[0, 1])
+    cover = float(((ab["hdi_low"] <= ab["true"]) & (ab["true"] <= ab["hdi_high"])).mean())
+    _say("\n3. Posterior abilities (94% HDI) beside the simulation's true values")
+    _say(_table(ab, "{:.4g}"))
+    _say(f"   correlation with truth r = {r:.3f}; 94% intervals cover {cover:.0%} of true values")
+
+    new = pd.DataFrame(DEMO_QUERIES, columns=["query_id", "query", "dataset"])
+    pred = router.predict(new)
+    best = pred.loc[pred.groupby("query_id")["p_mean"].idxmax()]
+    prices = router.prices_
+    _say(
+        "\n4. New queries: best LLM by posterior mean P(correct), and the cheapest LLM whose "
+        "mean is within 0.05 of it"
+    )
+    for qid, text, _ in DEMO_QUERIES:
+        rows = pred[pred.query_id == qid].set_index("llm")
+        top = best.set_index("query_id").loc[qid]
+        ok = rows[rows.p_mean >= top.p_mean - 0.05]
+        cheap = prices.reindex(ok.index).idxmin()
+        _say(f"   {text[:70]!r}")
+        _say(
+            f"      best {top.llm}: {top.p_mean:.2f} [{top.p_low:.2f}, {top.p_high:.2f}] "
+            f"${prices[top.llm]:.5f}/query; value pick {cheap}: "
+            f"{rows.loc[cheap, 'p_mean']:.2f} ${prices[cheap]:.5f}/query"
+        )
+    if args.out:
+        router.save(args.out)
+        _say(f"\nSaved the router to {args.out} (try: irt-bayes abilities {args.out})")
+    _say(f"\nDone in {time.perf_counter() - t0:.0f} s.")
+    return 0
+
+
+# ------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    from irt_bayes.spec import available_specs
+
+    p = argparse.ArgumentParser(
+        prog="irt-bayes",
+        description=("Bayesian routing of queries across LLMs with hierarchical IRT (PyMC)."),
+    )
+    p.add_argument("--version", action="version", version=f"irt-bayes {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="fit and route on a simulated pool (no data needed)")
+    d.add_argument("--method", choices=["advi", "nuts"], default="advi")
+    d.add_argument("--queries", type=int, default=600, help="simulated queries (600)")
+    d.add_argument("--llms", type=int, default=10, help="simulated LLMs (10, at most 12)")
+    d.add_argument("--draws", type=int, default=500, help="NUTS draws and tuning steps (500)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", help="also save the fitted router to this directory")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("describe", help="summarise response files")
+    s.add_argument("data", nargs="+", metavar="DATA")
+    s.set_defaults(func=cmd_describe)
+
+    f = sub.add_parser("fit", help="fit a router on response files and save it")
+    f.add_argument("data", nargs="+", metavar="DATA", help="tidy or RouterBench files")
+    f.add_argument("--out", required=True, metavar="ROUTER", help="directory to save to")
+    f.add_argument(
+        "--model",
+        default="2pl",
+        metavar="SPEC",
+        help=f"named spec ({', '.join(available_specs())}) or a .toml path",
+    )
+    f.add_argument("--method", choices=["advi", "nuts"], default="advi")
+    f.add_argument("--skills", type=int, help="override the spec's number of skills")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--draws", type=int, default=500)
+    f.add_argument("--tune", type=int, default=500)
+    f.add_argument("--chains", type=int, default=4)
+    f.add_argument("--minibatch", type=int, metavar="N", help="minibatch ADVI, N per batch")
+    f.add_argument(
+        "--encoder",
+        default="default",
+        help="sentence-transformers name or path (default: bundled MiniLM)",
+    )
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(func=cmd_fit)
+
+    pr = sub.add_parser("predict", help="P(correct) per (query, LLM) for new queries")
+    pr.add_argument("router", metavar="ROUTER")
+    pr.add_argument("queries", nargs="+", metavar="QUERIES")
+    pr.add_argument("--out", required=True, metavar="P.csv")
+    pr.add_argument("--warmup", choices=["irt-router", "knn-residual"])
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=cmd_predict)
+
+    a = sub.add_parser("abilities", help="posterior LLM abilities with 94%% HDI")
+    a.add_argument("router", metavar="ROUTER")
+    a.add_argument("--out", metavar="A.csv")
+    a.set_defaults(func=cmd_abilities)
+    return p
+
+
+def _version() -> str:
+    from irt_bayes.persistence import package_version
+
+    return package_version()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``irt-bayes`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            # PyTensor's missing-BLAS notice is not actionable for users (see README).
+            warnings.filterwarnings("ignore", message=".*BLAS.*")
+            return int(args.func(args) or 0)
+    except IrtBayesError as exc:
+        print(f"irt-bayes: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("irt-bayes: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""CLI: the commands work end to end, and bad input is one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from irt_bayes.cli import main
+from irt_bayes.simulate import simulate_pool
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IRT_BAYES_CACHE_DIR", str(root / "cache"))
+    pool = simulate_pool(n_queries=160, n_llms=6, seed=11)
+    train = root / "train.csv"
+    pool.responses.to_csv(train, index=False)
+    queries = root / "queries.csv"
+    pool.queries.head(7)[["query_id", "query"]].to_csv(queries, index=False)
+    router = root / "router"
+    assert main(["fit", str(train), "--out", str(router), "--quiet", "--seed", "3"]) == 0
+    yield {"root": root, "train": train, "queries": queries, "router": router}
+    mp.undo()
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("irt-bayes: error: ")
+    assert "\n" not in err, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_fit_saves_router(cli_env: dict[str, Path]) -> None:
+    meta = json.loads((cli_env["router"] / "router.json").read_text())
+    assert len(meta["llms"]) == 6
+    assert meta["spec"]["name"] == "2pl"
+    assert meta["encoder_id"] == "all-MiniLM-L6-v2"
+
+
+def test_predict_writes_one_row_per_query_and_llm(cli_env: dict[str, Path]) -> None:
+    out = cli_env["root"] / "p.csv"
+    assert (
+        main(
+            [
+                "predict",
+                str(cli_env["router"]),
+                str(cli_env["queries"]),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    p = pd.read_csv(out)
+    assert list(p.columns) == ["query_id", "llm", "p_mean", "p_sd", "p_low", "p_high"]
+    assert len(p) == 7 * 6
+    assert ((p.p_low <= p.p_mean) & (p.p_mean <= p.p_high)).all()
+    assert p["p_mean"].between(0, 1).all()
+
+
+def test_predict_accepts_a_response_file(cli_env: dict[str, Path]) -> None:
+    out = cli_env["root"] / "p2.csv"
+    assert (
+        main(
+            [
+                "predict",
+                str(cli_env["router"]),
+                str(cli_env["train"]),
+                "--out",
+                str(out),
+                "--quiet",
+                "--warmup",
+                "knn-residual",
+            ]
+        )
+        == 0
+    )
+    assert pd.read_csv(out)["query_id"].nunique() == 160
+
+
+def test_abilities_csv(cli_env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    out = cli_env["root"] / "a.csv"
+    assert main(["abilities", str(cli_env["router"]), "--out", str(out)]) == 0
+    a = pd.read_csv(out)
+    assert list(a.columns) == ["llm", "skill", "mean", "sd", "hdi_low", "hdi_high"]
+    assert len(a) == 6
+    assert abs(a["mean"].sum()) < 1e-6  # zero-sum abilities
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in a["llm"])
+
+
+def test_demo_runs_and_recovers_abilities(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IRT_BAYES_CACHE_DIR", str(tmp_path / "cache"))
+    assert (
+        main(["demo", "--queries", "200", "--llms", "6", "--quiet", "--out", str(tmp_path / "r")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    r = float(out.split("correlation with truth r = ")[1].split(";")[0])
+    assert r > 0.9
+    assert (tmp_path / "r" / "posterior.nc").is_file()
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("query_id,query,llm\nq1,hi,m\n", "'score'"),
+        ("query_id,query,llm,score\nq1,hi,m,1.5\n", "1.5"),
+        ("query_id,query,llm,score\nq1,,m,1\n", "empty query text"),
+        ("query_id,query,llm,score,cost\nq1,hi,m,1,-2\n", "-2"),
+    ],
+)
+def test_fit_bad_data_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, needle: str
+) -> None:
+    f = tmp_path / "bad.csv"
+    f.write_text(content)
+    out = tmp_path / "router"
+    assert main(["fit", str(f), "--out", str(out), "--quiet"]) == 2
+    err = _one_line_error(capsys)
+    assert str(f) in err and needle in err
+    assert not out.exists()
+
+
+def test_unknown_spec_is_one_line(
+    cli_env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fit", str(cli_env["train"]), "--out", str(tmp_path / "r"), "--model", "4pl"]) == 2
+    assert "4pl" in _one_line_error(capsys)
+
+
+def test_predict_missing_router(
+    tmp_path: Path, cli_env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "p.csv"
+    assert (
+        main(["predict", str(tmp_path / "nope"), str(cli_env["queries"]), "--out", str(out)]) == 2
+    )
+    assert "nope" in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_predict_corrupt_router(
+    tmp_path: Path, cli_env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    bad = tmp_path / "router"
+    shutil.copytree(cli_env["router"], bad)
+    (bad / "router.json").write_text("{not json")
+    assert main(["abilities", str(bad)]) == 2
+    assert "router.json" in _one_line_error(capsys)
+
+
+def test_predict_empty_query_text(
+    tmp_path: Path, cli_env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    q = tmp_path / "q.csv"
+    q.write_text("query_id,query\na,hello\nb,   \n")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(cli_env["router"]), str(q), "--out", str(out)]) == 2
+    err = _one_line_error(capsys)
+    assert str(q) in err and "row 2" in err
+    assert not out.exists()
