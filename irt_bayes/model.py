@@ -54,6 +54,8 @@ from irt_bayes.spec import ModelSpec
 
 __all__ = ["IRTDesign", "make_design", "build_model", "resolve_likelihood", "llm_groups"]
 
+# Share of observed (query, LLM) pairs above which the likelihood is built on the dense grid.
+DENSE_MIN_DENSITY = 0.5
 # softplus(C_DISCRIMINATION) == 1: pins the scale of abilities (see module docstring).
 C_DISCRIMINATION = float(np.log(np.expm1(1.0)))
 
@@ -96,6 +98,23 @@ class IRTDesign:
     def n_obs(self) -> int:
         """Number of observed responses."""
         return int(self.y.shape[0])
+
+    @property
+    def density(self) -> float:
+        """Share of the (query, LLM) grid that is observed."""
+        return self.n_obs / (len(self.queries) * len(self.llms))
+
+    def dense(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(query, llm) grids of y, the observed mask and trials (0 where missing)."""
+        shape = (len(self.queries), len(self.llms))
+        y, mask = np.zeros(shape), np.zeros(shape)
+        y[self.query_idx, self.llm_idx] = self.y
+        mask[self.query_idx, self.llm_idx] = 1.0
+        n = None
+        if self.trials is not None:
+            n = np.ones(shape)
+            n[self.query_idx, self.llm_idx] = self.trials
+        return y, mask, n
 
     @property
     def coords(self) -> dict[str, list[str]]:
@@ -220,6 +239,16 @@ def _binomial_logp(
     return value * eta - n * pt.log1pexp(eta) + log_choose
 
 
+def _bernoulli_logp_masked(value: pt.TensorVariable, eta: pt.TensorVariable,
+                           mask: pt.TensorVariable) -> pt.TensorVariable:
+    return mask * _bernoulli_logp(value, eta)
+
+
+def _binomial_logp_masked(value: pt.TensorVariable, eta: pt.TensorVariable,
+                          n: pt.TensorVariable, mask: pt.TensorVariable) -> pt.TensorVariable:
+    return mask * _binomial_logp(value, eta, n)
+
+
 def _scaled_normal(
     name: str, scale: pt.TensorVariable, dims: tuple[str, ...], noncentered: bool
 ) -> pt.TensorVariable:
@@ -315,8 +344,21 @@ def build_model(
         else:
             a = None
 
-        # --- likelihood, on (possibly minibatched) observations
+        # --- likelihood
         qi, li, y, n = design.query_idx, design.llm_idx, design.y, design.trials
+        if minibatch_size is None and design.density >= DENSE_MIN_DENSITY:
+            # Nearly every (query, LLM) pair observed: a dense grid with a mask avoids the
+            # scatter-adds of indexed gathers, which took ~60% of each gradient.
+            y, mask, n = design.dense()
+            if a is None:
+                eta = theta[:, 0][None, :] - b[:, None]
+            else:
+                eta = pt.dot(a, theta.T) - b[:, None]
+            if design.likelihood == "binomial":
+                pm.CustomDist("y", eta, n, mask, logp=_binomial_logp_masked, observed=y)
+            else:
+                pm.CustomDist("y", eta, mask, logp=_bernoulli_logp_masked, observed=y)
+            return model
         total = None
         if minibatch_size is not None and minibatch_size < design.n_obs:
             if n is None:
