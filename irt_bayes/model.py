@@ -2,10 +2,11 @@
 
 For LLM j and query i, with K skills::
 
-    eta_ij = a_i . theta_j - b_i                      (logit of P(correct))
+    eta_ij = a_i . theta_j + gamma_{d(i), j} - b_i    (logit of P(correct))
     theta_j = sigma_theta * (sqrt(rho) g_group(j) + sqrt(1 - rho) z_j), centred over LLMs
     b_i = mu_b + mu_dataset(i) + x_i . beta_b + sigma_b delta_i
     a_ik = softplus(c + x_i . beta_a[:, k] + sigma_a epsilon_ik),  softplus(c) = 1
+    gamma_{d, .} ~ ZeroSumNormal(tau_gamma) over LLMs     (LLM x dataset offsets)
 
 ``x_i`` are standardised principal components of the query embedding
 (:class:`~irt_bayes.features.EmbeddingFeatures`). Every residual is non-centred
@@ -239,13 +240,15 @@ def _binomial_logp(
     return value * eta - n * pt.log1pexp(eta) + log_choose
 
 
-def _bernoulli_logp_masked(value: pt.TensorVariable, eta: pt.TensorVariable,
-                           mask: pt.TensorVariable) -> pt.TensorVariable:
+def _bernoulli_logp_masked(
+    value: pt.TensorVariable, eta: pt.TensorVariable, mask: pt.TensorVariable
+) -> pt.TensorVariable:
     return mask * _bernoulli_logp(value, eta)
 
 
-def _binomial_logp_masked(value: pt.TensorVariable, eta: pt.TensorVariable,
-                          n: pt.TensorVariable, mask: pt.TensorVariable) -> pt.TensorVariable:
+def _binomial_logp_masked(
+    value: pt.TensorVariable, eta: pt.TensorVariable, n: pt.TensorVariable, mask: pt.TensorVariable
+) -> pt.TensorVariable:
     return mask * _binomial_logp(value, eta, n)
 
 
@@ -344,6 +347,14 @@ def build_model(
         else:
             a = None
 
+        # --- LLM x dataset ability offsets: zero-sum over LLMs so they cannot shift a
+        # dataset's mean difficulty; shrunk towards 0 by a learned scale.
+        gamma = None
+        if spec.dataset_abilities and design.dataset_idx is not None:
+            tau_g = pm.HalfNormal("tau_gamma", p.dataset_ability_scale)
+            g_z = pm.ZeroSumNormal("gamma_z", sigma=1.0, dims=("dataset", "llm"))
+            gamma = pm.Deterministic("gamma", tau_g * g_z, dims=("dataset", "llm"))
+
         # --- likelihood
         qi, li, y, n = design.query_idx, design.llm_idx, design.y, design.trials
         if minibatch_size is None and design.density >= DENSE_MIN_DENSITY:
@@ -354,6 +365,8 @@ def build_model(
                 eta = theta[:, 0][None, :] - b[:, None]
             else:
                 eta = pt.dot(a, theta.T) - b[:, None]
+            if gamma is not None:
+                eta = eta + gamma[design.dataset_idx]
             if design.likelihood == "binomial":
                 pm.CustomDist("y", eta, n, mask, logp=_binomial_logp_masked, observed=y)
             else:
@@ -370,6 +383,8 @@ def build_model(
             eta = theta[li, 0] - b[qi]
         else:
             eta = (a[qi] * theta[li]).sum(axis=-1) - b[qi]
+        if gamma is not None:
+            eta = eta + gamma[pt.as_tensor(design.dataset_idx)[qi], li]
         if design.likelihood == "binomial":
             pm.CustomDist("y", eta, n, logp=_binomial_logp, observed=y, total_size=total)
         else:

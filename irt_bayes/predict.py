@@ -75,6 +75,8 @@ class PosteriorParams:
     sigma_a: np.ndarray | None  # (S,)
     resid_b: np.ndarray  # (S, Q) training residuals of difficulty
     resid_a: np.ndarray | None  # (S, Q, K) training residuals of the discrimination's logit
+    gamma: np.ndarray | None = None  # (S, D, J) LLM x dataset ability offsets
+    tau_gamma: np.ndarray | None = None  # (S,)
 
     @property
     def n_samples(self) -> int:
@@ -156,6 +158,8 @@ class PosteriorParams:
             sigma_a=sigma_a,
             resid_b=resid_b,
             resid_a=resid_a,
+            gamma=get("gamma", ("dataset", "llm")),
+            tau_gamma=get("tau_gamma"),
         )
 
 
@@ -217,11 +221,17 @@ def predict_draws(
     """
     rng = np.random.default_rng(seed)
     S, n = params.n_samples, features.shape[0]
+    offset = None
     if params.mu_dataset is not None and dataset_idx is not None:
         d = np.broadcast_to(dataset_idx, (S, n))
         known = np.take_along_axis(params.mu_dataset, np.maximum(d, 0), axis=1)
         new = params.mu_b[:, None] + params.sigma_dataset[:, None] * rng.standard_normal((S, n))
         loc_b = np.where(d >= 0, known, new)
+        if params.gamma is not None:
+            # seen dataset: its LLM offsets; unseen: fresh offsets from the prior
+            offset = params.gamma[np.arange(S)[:, None], np.maximum(d, 0)]  # (S, n, J)
+            fresh = params.tau_gamma[:, None, None] * rng.standard_normal(offset.shape)
+            offset = np.where((d >= 0)[:, :, None], offset, fresh)
     else:
         loc_b = np.broadcast_to(params.mu_b[:, None], (S, n))
     if params.beta_b is not None:
@@ -248,5 +258,7 @@ def predict_draws(
         lin = lin + params.sigma_a[:, None, None] * eps
         a = np.logaddexp(0.0, lin)
         eta = np.einsum("snk,sjk->snj", a, params.theta) - loc_b[:, :, None]
+    if offset is not None:
+        eta = eta + offset
     v = np.broadcast_to(v_res, (S, n))[:, :, None]
     return 1.0 / (1.0 + np.exp(-eta / np.sqrt(1.0 + _PROBIT * v)))

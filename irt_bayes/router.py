@@ -415,6 +415,9 @@ class IRTRouter:
             eta = (a[:, :, qi, :] * theta[:, :, li, :]).sum(-1) - b[:, :, qi]
         else:
             eta = theta[:, :, li, 0] - b[:, :, qi]
+        if "gamma" in post and "dataset_idx" in const:
+            g = post["gamma"].transpose("chain", "draw", "dataset", "llm").to_numpy()
+            eta = eta + g[:, :, const["dataset_idx"].to_numpy()[qi], li]
         if "trials" in const:
             from irt_bayes.model import log_choose
 
@@ -460,6 +463,8 @@ def _attach_observations(idata: az.InferenceData, design: IRTDesign) -> None:
     const = {"query_idx": ("obs", design.query_idx), "llm_idx": ("obs", design.llm_idx)}
     if design.trials is not None:
         const["trials"] = ("obs", design.trials)
+    if design.dataset_idx is not None:
+        const["dataset_idx"] = ("query", design.dataset_idx)
     for grp in ("observed_data", "constant_data"):
         if grp in idata.groups():
             del idata[grp]

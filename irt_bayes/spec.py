@@ -15,6 +15,7 @@ key                    default      meaning
 ``discrimination``     ``"free"``   ``"free"`` (2PL / MIRT) or ``"fixed"`` (Rasch, a=1)
 ``embedding_dims``     ``24``       PCA components of the query embedding (0: none)
 ``dataset_level``      ``true``     partially pooled mean difficulty per ``dataset``
+``dataset_abilities``  ``true``     LLM x dataset ability offsets, shrunk to zero
 ``llm_groups``         ``true``     pool abilities by provider prefix (``org/model``)
 ``likelihood``         ``"auto"``   ``auto``, ``bernoulli``, ``binomial``, ``fractional``
 ``noncentered``        ``true``     non-centered parameterization of every residual
@@ -53,6 +54,8 @@ class Priors:
     """Normal scale of the mean difficulty."""
     dataset_scale: float = 1.0
     """Half-normal scale of the spread of per-dataset mean difficulties."""
+    dataset_ability_scale: float = 0.5
+    """Half-normal scale of the LLM x dataset ability offsets."""
     difficulty_residual: float = 1.5
     """Half-normal scale of sigma_b, the per-query difficulty residual."""
     slope_scale: float = 0.5
@@ -81,6 +84,7 @@ class ModelSpec:
     discrimination: Literal["free", "fixed"] = "free"
     embedding_dims: int = 24
     dataset_level: bool = True
+    dataset_abilities: bool = True
     llm_groups: bool = True
     likelihood: Likelihood = "auto"
     noncentered: bool = True
