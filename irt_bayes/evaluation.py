@@ -1,0 +1,334 @@
+"""Evaluation of routers on held-out responses: cost-accuracy sweeps and calibration.
+
+Every router is reduced to a score matrix (n_queries, n_llms) — its predicted
+P(correct) — and routed by ``argmax_j score_ij - lam * cost_ij`` for a sweep of
+``lam``; each ``lam`` gives a point (mean cost, mean accuracy) measured on the true
+outcomes. Only LLMs with an observed outcome for a query can be chosen for it.
+
+Metrics (costs in USD per query, accuracy = mean score):
+
+``auc``
+    RouterBench's AIQ: area under the non-decreasing concave hull of the points,
+    over the cost range of the single LLMs, normalised to [0, 1] in cost.
+``apgr``
+    RouteLLM's average performance gap recovered between the cheapest LLM (weak)
+    and the most accurate single LLM (strong), averaged over costs between theirs.
+``cpt50``, ``cpt80``
+    RouteLLM's cost-performance threshold: the cost (as % of the cost range from
+    weak to strong) at which 50% / 80% of that gap is recovered.
+``match_cost_share``
+    The lowest cost of a sweep point whose accuracy reaches the best single LLM's,
+    as a share of that LLM's cost (NaN when never reached).
+``max_accuracy``
+    The highest accuracy of any sweep point.
+``log_loss``, ``brier``, ``ece``
+    Calibration of P(correct) on every observed test pair (ECE over 10 equal bins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from irt_bayes.data import ResponseData
+from irt_bayes.errors import DataError
+
+__all__ = [
+    "TestSet",
+    "sweep",
+    "hull",
+    "sweep_metrics",
+    "calibration",
+    "single_llm_points",
+    "random_point",
+    "evaluate",
+    "pareto_plot",
+    "lambda_grid",
+]
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """Held-out outcomes and costs aligned to a list of LLMs.
+
+    Attributes
+    ----------
+    y : numpy.ndarray
+        (n, J) scores, NaN where the pair is missing.
+    cost : numpy.ndarray
+        (n, J) USD, NaN where missing.
+    llms, query_ids : list of str
+    datasets : numpy.ndarray or None
+        (n,) dataset label per query.
+    """
+
+    y: np.ndarray
+    cost: np.ndarray
+    llms: list[str]
+    query_ids: list[str]
+    datasets: np.ndarray | None = None
+
+    @classmethod
+    def from_data(
+        cls,
+        data: ResponseData,
+        llms: list[str] | None = None,
+        prices: Mapping[str, float] | None = None,
+    ) -> TestSet:
+        """Align test responses to ``llms`` (default: the data's own order).
+
+        ``prices`` (USD per query per LLM) replaces per-response costs, e.g. for data
+        without a ``cost`` column.
+        """
+        llms = list(llms) if llms is not None else data.llms
+        unknown = [m for m in data.llms if m not in llms]
+        if unknown:
+            raise DataError(f"LLM {unknown[0]!r} is not known to the router", source=data.source)
+        ds = data.to_xarray().reindex(llm=llms)
+        y = ds["score"].to_numpy()
+        if prices is not None:
+            cost = np.broadcast_to(np.array([prices[m] for m in llms], float), y.shape).copy()
+        elif "cost" in ds:
+            cost = ds["cost"].to_numpy()
+        else:
+            raise DataError("has no 'cost' column; give prices", source=data.source)
+        cost = np.where(np.isnan(y), np.nan, cost)
+        datasets = ds["dataset"].to_numpy() if "dataset" in ds.coords else None
+        return cls(
+            y=y, cost=cost, llms=llms, query_ids=list(ds["query"].to_numpy()), datasets=datasets
+        )
+
+    @property
+    def available(self) -> np.ndarray:
+        """(n, J) mask of pairs with an observed outcome."""
+        return ~np.isnan(self.y)
+
+
+def lambda_grid(cost: np.ndarray, n: int = 400) -> np.ndarray:
+    """Willingness-to-pay values spanning 'always the most accurate' to 'always cheapest'."""
+    c = cost[np.isfinite(cost)]
+    diffs = np.abs(np.diff(np.sort(np.unique(c))))
+    small = diffs[diffs > 0].min() if (diffs > 0).any() else 1e-6
+    hi = 1e2 / max(small, 1e-12)
+    lo = 1e-3 / max(float(c.max()), 1e-12)
+    return np.concatenate([[0.0], np.geomspace(lo, hi, n)])
+
+
+def sweep(scores: np.ndarray, test: TestSet, lambdas: np.ndarray | None = None) -> pd.DataFrame:
+    """Route by ``argmax score - lam * cost`` for every ``lam``; measure the outcomes.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        (n, J) predicted P(correct) (or any accuracy score) in ``test.llms`` order.
+    test : TestSet
+    lambdas : numpy.ndarray, optional
+        Default :func:`lambda_grid`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``lam, cost, accuracy`` per sweep value.
+    """
+    if scores.shape != test.y.shape:
+        raise DataError(f"scores have shape {scores.shape}, the test set {test.y.shape}")
+    lambdas = lambda_grid(test.cost) if lambdas is None else lambdas
+    avail = test.available
+    cost = np.where(avail, test.cost, 0.0)
+    y = np.where(avail, test.y, 0.0)
+    rows = np.arange(y.shape[0])
+    out = []
+    for lam in lambdas:
+        u = np.where(avail, scores - lam * cost, -np.inf)
+        ch = u.argmax(axis=1)
+        out.append((lam, cost[rows, ch].mean(), y[rows, ch].mean()))
+    return pd.DataFrame(out, columns=["lam", "cost", "accuracy"])
+
+
+def hull(points: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Non-decreasing upper concave hull of (cost, accuracy) points.
+
+    Mixing two routing settings at random reaches any point on the segment between
+    them, so the concave hull is achievable; beyond the most accurate point the curve
+    stays flat.
+    """
+    pts = points[["cost", "accuracy"]].drop_duplicates().sort_values(["cost", "accuracy"])
+    xs, ys = pts["cost"].to_numpy(), pts["accuracy"].to_numpy()
+    upper: list[tuple[float, float]] = []
+    for x, y in zip(xs, ys, strict=True):
+        while len(upper) >= 2:
+            (x1, y1), (x2, y2) = upper[-2], upper[-1]
+            if (x2 - x1) * (y - y1) - (y2 - y1) * (x - x1) >= 0:
+                upper.pop()
+            else:
+                break
+        upper.append((x, y))
+    hx = np.array([p[0] for p in upper])
+    hy = np.maximum.accumulate(np.array([p[1] for p in upper]))
+    return hx, hy
+
+
+def _hull_at(hx: np.ndarray, hy: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.interp(c, hx, hy, left=hy[0], right=hy[-1])
+
+
+def single_llm_points(test: TestSet) -> pd.DataFrame:
+    """Accuracy and mean cost of always choosing each LLM (on the pairs it answered)."""
+    acc = np.nanmean(test.y, axis=0)
+    cost = np.nanmean(test.cost, axis=0)
+    return pd.DataFrame({"llm": test.llms, "cost": cost, "accuracy": acc})
+
+
+def random_point(test: TestSet) -> tuple[float, float]:
+    """Expected (cost, accuracy) of choosing uniformly among the available LLMs."""
+    avail = test.available
+    w = avail / avail.sum(axis=1, keepdims=True)
+    return (
+        float(np.nansum(w * np.nan_to_num(test.cost), axis=1).mean()),
+        float(np.nansum(w * np.nan_to_num(test.y), axis=1).mean()),
+    )
+
+
+def sweep_metrics(points: pd.DataFrame, singles: pd.DataFrame) -> dict[str, float]:
+    """AUC (AIQ), APGR, CPT(50%), CPT(80%), match-cost share and max accuracy."""
+    hx, hy = hull(points)
+    c_lo, c_hi = float(singles["cost"].min()), float(singles["cost"].max())
+    grid = np.linspace(c_lo, c_hi, 2001)
+    auc = float(np.trapezoid(_hull_at(hx, hy, grid), grid) / (c_hi - c_lo))
+    weak = singles.loc[singles["cost"].idxmin()]
+    strong = singles.loc[singles["accuracy"].idxmax()]
+    gap = float(strong.accuracy - weak.accuracy)
+    out = {"auc": auc, "max_accuracy": float(points["accuracy"].max())}
+    if gap > 0 and strong.cost > weak.cost:
+        g = np.linspace(weak.cost, strong.cost, 2001)
+        pgr = (_hull_at(hx, hy, g) - weak.accuracy) / gap
+        out["apgr"] = float(np.trapezoid(np.clip(pgr, None, None), g) / (strong.cost - weak.cost))
+        for x in (0.5, 0.8):
+            hit = np.flatnonzero(pgr >= x)
+            out[f"cpt{int(x * 100)}"] = (
+                float((g[hit[0]] - weak.cost) / (strong.cost - weak.cost) * 100)
+                if hit.size
+                else float("nan")
+            )
+    else:
+        out.update(apgr=float("nan"), cpt50=float("nan"), cpt80=float("nan"))
+    reach = points[points["accuracy"] >= strong.accuracy - 1e-12]
+    out["match_cost_share"] = (
+        float(reach["cost"].min() / strong.cost) if len(reach) else float("nan")
+    )
+    return out
+
+
+def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[str, float]:
+    """Log loss, Brier score and expected calibration error over observed pairs."""
+    m = ~np.isnan(y)
+    p, y = np.clip(p[m], 1e-6, 1 - 1e-6), y[m]
+    ll = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    brier = float(np.mean((p - y) ** 2))
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        s = idx == b
+        if s.any():
+            ece += s.mean() * abs(y[s].mean() - p[s].mean())
+    return {"log_loss": ll, "brier": brier, "ece": float(ece)}
+
+
+def evaluate(
+    predictions: Mapping[str, np.ndarray], test: TestSet, lambdas: np.ndarray | None = None
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Sweep and score every router, with single LLMs, random and oracle for reference.
+
+    Parameters
+    ----------
+    predictions : mapping
+        Router name to (n, J) predicted P(correct) in ``test.llms`` order.
+    test : TestSet
+    lambdas : numpy.ndarray, optional
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per router (and ``oracle``, ``random``, and each single LLM), columns
+        ``auc, apgr, cpt50, cpt80, match_cost_share, max_accuracy, log_loss, brier,
+        ece`` (calibration only for routers with probabilities).
+    points : dict
+        Router name to its sweep points (``lam, cost, accuracy``).
+    """
+    singles = single_llm_points(test)
+    lambdas = lambda_grid(test.cost) if lambdas is None else lambdas
+    rows, points = {}, {}
+    oracle = sweep(np.nan_to_num(test.y), test, lambdas)
+    points["oracle"] = oracle
+    rows["oracle"] = sweep_metrics(oracle, singles)
+    for name, p in predictions.items():
+        pts = sweep(p, test, lambdas)
+        points[name] = pts
+        rows[name] = {**sweep_metrics(pts, singles), **calibration(p, test.y)}
+    rc, ra = random_point(test)
+    rows["random"] = {"auc": ra, "max_accuracy": ra}
+    for _, s in singles.iterrows():
+        rows[f"single: {s.llm}"] = {
+            "auc": float(s.accuracy),
+            "max_accuracy": float(s.accuracy),
+            "mean_cost": float(s.cost),
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    cols = [
+        "auc",
+        "apgr",
+        "cpt50",
+        "cpt80",
+        "match_cost_share",
+        "max_accuracy",
+        "log_loss",
+        "brier",
+        "ece",
+        "mean_cost",
+    ]
+    return table.reindex(columns=[c for c in cols if c in table.columns]), points
+
+
+def pareto_plot(
+    points: Mapping[str, pd.DataFrame],
+    singles: pd.DataFrame,
+    *,
+    title: str = "Accuracy vs cost",
+    log_cost: bool = True,
+):  # noqa: ANN201
+    """Figure with each router's hull and every single LLM as a labelled point.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 6.5), constrained_layout=True)
+    for name, pts in points.items():
+        hx, hy = hull(pts)
+        style = {"ls": "--", "color": "0.5"} if name == "oracle" else {}
+        ax.step(hx, hy, where="post", label=name, lw=1.8, **style)
+    ax.scatter(singles["cost"], singles["accuracy"], color="black", zorder=5, s=25)
+    for _, s in singles.iterrows():
+        ax.annotate(
+            str(s.llm).split("/")[-1],
+            (s.cost, s.accuracy),
+            fontsize=8,
+            xytext=(4, -10),
+            textcoords="offset points",
+        )
+    if log_cost:
+        ax.set_xscale("log")
+    ax.set_xlabel("mean cost per query (USD" + (", log scale)" if log_cost else ")"))
+    ax.set_ylabel("accuracy on test queries")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig

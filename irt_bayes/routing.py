@@ -1,0 +1,459 @@
+"""Routing policies: pick an LLM per query by posterior expected utility.
+
+Utility trades accuracy against cost in one of two forms:
+
+* willingness to pay ``lam`` (USD per unit of accuracy, as RouterBench):
+  ``U = A - lam * cost``;
+* IRT-Router's form with ``alpha`` in [0, 1]:
+  ``U = alpha * A - (1 - alpha) * cost / max_cost`` (max over the LLMs for that query).
+
+``A`` comes from the posterior draws of P(correct) according to the policy:
+
+``expected-utility`` (default)
+    the posterior mean;
+``risk-averse``
+    a lower posterior quantile (``quantile``, default 0.1): prefers LLMs whose
+    accuracy is known to be good over ones that might be;
+``prob-best``
+    the LLM with the highest probability of having the best utility, across draws;
+``thompson``
+    one posterior draw per query (Thompson sampling), for exploration.
+
+A ``budget`` (total USD over the batch) turns any policy into budget-constrained
+batch routing: the cost weight is raised by a Lagrange multiplier ``mu >= 0``, found
+by bisection as the smallest that keeps the batch within budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from irt_bayes.data import ResponseData
+from irt_bayes.errors import DataError, IrtBayesError
+
+__all__ = [
+    "POLICIES",
+    "RoutingResult",
+    "QueryCostModel",
+    "token_costs",
+    "route",
+    "choose",
+    "budget_multiplier",
+]
+
+POLICIES = ("expected-utility", "risk-averse", "prob-best", "thompson")
+HDI_PROB = 0.94
+
+
+class QueryCostModel:
+    """Per-query cost prediction: per-LLM linear fit of cost on query length.
+
+    RouterBench's costs scale with the prompt's token count, so
+    ``cost ~ c0 + c1 * n_chars`` per LLM (least squares, clipped at 0) predicts a new
+    query's cost better than the LLM's mean price.
+
+    Examples
+    --------
+    >>> from irt_bayes import simulate_pool, ResponseData
+    >>> data = ResponseData.from_frame(simulate_pool(n_queries=100, n_llms=4).responses)
+    >>> model = QueryCostModel().fit(data)
+    >>> model.predict(["What is 2 + 2?"]).shape
+    (1, 4)
+    """
+
+    def fit(self, data: ResponseData) -> QueryCostModel:
+        """Fit one line per LLM on the training responses (needs a ``cost`` column)."""
+        if not data.has_cost:
+            raise DataError("has no 'cost' column to fit a cost model on", source=data.source)
+        r = data.responses
+        n = r["query"].str.len().to_numpy(float)
+        self.llms_ = data.llms
+        coef = []
+        for m in self.llms_:
+            sel = (r["llm"] == m).to_numpy()
+            X = np.column_stack([np.ones(sel.sum()), n[sel]])
+            beta, *_ = np.linalg.lstsq(X, r.loc[sel, "cost"].to_numpy(float), rcond=None)
+            coef.append(beta)
+        self.coef_ = np.asarray(coef)  # (J, 2)
+        return self
+
+    def predict(self, queries: pd.DataFrame | Sequence[str]) -> np.ndarray:
+        """(n_queries, n_llms) predicted USD per query, in ``llms_`` order."""
+        texts = queries["query"].tolist() if isinstance(queries, pd.DataFrame) else list(queries)
+        n = np.array([len(t) for t in texts], float)
+        pred = self.coef_[:, 0][None, :] + n[:, None] * self.coef_[:, 1][None, :]
+        return np.maximum(pred, 0.0)
+
+
+def token_costs(
+    queries: pd.DataFrame | Sequence[str],
+    input_price: Mapping[str, float],
+    output_price: Mapping[str, float],
+    *,
+    output_tokens: float | Mapping[str, float] = 256.0,
+    chars_per_token: float = 4.0,
+) -> pd.DataFrame:
+    """Cost per (query, LLM) from per-token prices.
+
+    Parameters
+    ----------
+    queries : DataFrame or sequence of str
+        The queries (their text length gives the input tokens).
+    input_price, output_price : mapping
+        USD per token for each LLM.
+    output_tokens : float or mapping
+        Expected completion length in tokens (per LLM if a mapping).
+    chars_per_token : float
+        Characters per input token (4 is typical for English with BPE tokenisers).
+
+    Returns
+    -------
+    pandas.DataFrame
+        (n_queries, n_llms) USD, columns named by LLM.
+    """
+    texts = queries["query"].tolist() if isinstance(queries, pd.DataFrame) else list(queries)
+    n_in = np.array([len(t) for t in texts], float) / chars_per_token
+    llms = list(input_price)
+    missing = [m for m in llms if m not in output_price]
+    if missing:
+        raise DataError(f"no output price for LLM {missing[0]!r}")
+    out_tok = np.array(
+        [output_tokens[m] if isinstance(output_tokens, Mapping) else output_tokens for m in llms],
+        float,
+    )
+    cost = (
+        n_in[:, None] * np.array([input_price[m] for m in llms])[None, :]
+        + (out_tok * np.array([output_price[m] for m in llms]))[None, :]
+    )
+    return pd.DataFrame(cost, columns=llms)
+
+
+@dataclass
+class RoutingResult:
+    """Decisions and everything needed to explain them.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per (query, LLM): ``query_id, llm, expected_accuracy, accuracy_sd,
+        accuracy_low, accuracy_high, prob_best, expected_cost, utility, chosen``.
+    choices : pandas.DataFrame
+        One row per query: ``query_id, llm, expected_accuracy, expected_cost, utility``.
+    policy : str
+    multiplier : float
+        Extra cost weight found by the budget search (0 without a budget).
+    """
+
+    table: pd.DataFrame
+    choices: pd.DataFrame
+    policy: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    multiplier: float = 0.0
+
+    @property
+    def total_cost(self) -> float:
+        """Expected USD of the whole batch."""
+        return float(self.choices["expected_cost"].sum())
+
+    @property
+    def mean_accuracy(self) -> float:
+        """Mean posterior expected accuracy of the chosen LLMs."""
+        return float(self.choices["expected_accuracy"].mean())
+
+    def to_xarray(self) -> xr.Dataset:
+        """The per-(query, LLM) table as a Dataset with dims (``query``, ``llm``)."""
+        return (
+            self.table.rename(columns={"query_id": "query"}).set_index(["query", "llm"]).to_xarray()
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RoutingResult({len(self.choices)} queries, policy={self.policy!r}, "
+            f"mean expected accuracy {self.mean_accuracy:.3f}, "
+            f"total cost ${self.total_cost:.4f})"
+        )
+
+
+def _cost_matrix(
+    costs: Any,
+    llms: list[str],
+    query_ids: np.ndarray,
+    queries: pd.DataFrame | None,
+    default: pd.Series | None,
+) -> np.ndarray:
+    n = len(query_ids)
+    if costs is None:
+        if default is None or default.isna().any():
+            raise IrtBayesError(
+                "the router has no prices (its training data had no 'cost'); pass costs="
+            )
+        costs = default
+    if isinstance(costs, QueryCostModel):
+        if queries is None:
+            raise IrtBayesError("a QueryCostModel needs the query texts")
+        pred = pd.DataFrame(costs.predict(queries), columns=costs.llms_)
+        costs = pred
+    if isinstance(costs, Mapping) and not isinstance(costs, pd.Series):
+        costs = pd.Series(costs, dtype=float)
+    if isinstance(costs, pd.Series):
+        unknown = [m for m in llms if m not in costs.index]
+        if unknown:
+            raise DataError(f"no price for LLM {unknown[0]!r}")
+        c = np.broadcast_to(costs.reindex(llms).to_numpy(float)[None, :], (n, len(llms)))
+    elif isinstance(costs, pd.DataFrame):
+        unknown = [m for m in llms if m not in costs.columns]
+        if unknown:
+            raise DataError(f"no cost column for LLM {unknown[0]!r}")
+        c = costs[llms].to_numpy(float)
+    else:
+        c = np.asarray(costs, float)
+    if c.shape != (n, len(llms)):
+        raise DataError(f"costs have shape {c.shape}, expected ({n}, {len(llms)})")
+    if not np.all(np.isfinite(c)) or (c < 0).any():
+        raise DataError("costs must be finite and >= 0")
+    return np.array(c)
+
+
+def _cost_weight(
+    cost: np.ndarray, willingness_to_pay: float | None, alpha: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy weight (n, 1) and cost weight (n, 1) of the utility."""
+    if (willingness_to_pay is None) == (alpha is None):
+        raise IrtBayesError("give exactly one of willingness_to_pay (USD) or alpha (0..1)")
+    n = cost.shape[0]
+    if willingness_to_pay is not None:
+        if willingness_to_pay < 0:
+            raise IrtBayesError(f"willingness_to_pay must be >= 0, got {willingness_to_pay}")
+        return np.ones((n, 1)), np.full((n, 1), float(willingness_to_pay))
+    if not 0.0 <= alpha <= 1.0:
+        raise IrtBayesError(f"alpha must be in [0, 1], got {alpha}")
+    max_c = cost.max(axis=1, keepdims=True)
+    return np.full((n, 1), alpha), (1.0 - alpha) / np.where(max_c > 0, max_c, 1.0)
+
+
+def choose(
+    draws: np.ndarray,
+    cost: np.ndarray,
+    acc_weight: np.ndarray,
+    cost_weight: np.ndarray,
+    *,
+    policy: str = "expected-utility",
+    quantile: float = 0.1,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply a policy to posterior draws.
+
+    Parameters
+    ----------
+    draws : numpy.ndarray
+        (S, n, J) P(correct) draws.
+    cost : numpy.ndarray
+        (n, J) USD.
+    acc_weight, cost_weight : numpy.ndarray
+        (n, 1) weights of accuracy and cost in the utility.
+    policy : str
+        One of :data:`POLICIES`.
+    quantile : float
+        Lower quantile used by ``risk-averse``.
+    rng : numpy.random.Generator, optional
+        Randomness of ``thompson``.
+
+    Returns
+    -------
+    choice : numpy.ndarray
+        (n,) chosen LLM positions.
+    score : numpy.ndarray
+        (n, J) accuracy term the policy used.
+    utility : numpy.ndarray
+        (n, J) utility that was maximised (for ``prob-best``: the probability of
+        being best).
+    """
+    if policy not in POLICIES:
+        raise IrtBayesError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+    if policy == "risk-averse":
+        score = np.quantile(draws, quantile, axis=0)
+    elif policy == "thompson":
+        rng = rng or np.random.default_rng(0)
+        pick = rng.integers(0, draws.shape[0], draws.shape[1])
+        score = draws[pick, np.arange(draws.shape[1])]
+    else:
+        score = draws.mean(axis=0)
+    util = acc_weight * score - cost_weight * cost
+    if policy == "prob-best":
+        u_s = acc_weight[None] * draws - cost_weight[None] * cost[None]
+        best = u_s.argmax(axis=2)  # (S, n)
+        J = draws.shape[2]
+        prob = (best[:, :, None] == np.arange(J)[None, None, :]).mean(axis=0)
+        return prob.argmax(axis=1), score, prob
+    return util.argmax(axis=1), score, util
+
+
+def budget_multiplier(
+    draws: np.ndarray,
+    cost: np.ndarray,
+    acc_weight: np.ndarray,
+    cost_weight: np.ndarray,
+    budget: float,
+    *,
+    policy: str,
+    quantile: float,
+    seed: int,
+    iters: int = 60,
+) -> float:
+    """Smallest extra cost weight ``mu`` whose choices fit within ``budget`` (bisection).
+
+    The batch cost of the argmax of ``A - (w + mu) c`` does not increase with ``mu``,
+    so bisection on ``mu`` finds the Lagrangian solution of max sum A s.t. sum c <= B.
+    """
+
+    def spend(mu: float) -> float:
+        ch, _, _ = choose(
+            draws,
+            cost,
+            acc_weight,
+            cost_weight + mu,
+            policy=policy,
+            quantile=quantile,
+            rng=np.random.default_rng(seed),
+        )
+        return float(cost[np.arange(len(ch)), ch].sum())
+
+    floor = float(cost.min(axis=1).sum())
+    if budget < floor:
+        raise IrtBayesError(
+            f"budget ${budget:.6g} is below the cheapest possible batch (${floor:.6g})"
+        )
+    if spend(0.0) <= budget:
+        return 0.0
+    spread = float(np.ptp(cost, axis=1).max()) or 1.0
+    lo, hi = 0.0, 1.0 / spread
+    while spend(hi) > budget:
+        hi *= 4.0
+        if hi > 1e12:
+            break
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if spend(mid) <= budget else (mid, hi)
+    return hi
+
+
+def route(
+    router: Any,
+    queries: pd.DataFrame | Sequence[str] | ResponseData,
+    *,
+    costs: Any = None,
+    willingness_to_pay: float | None = None,
+    alpha: float | None = None,
+    policy: str = "expected-utility",
+    budget: float | None = None,
+    quantile: float = 0.1,
+    seed: int = 0,
+    embeddings: np.ndarray | None = None,
+    warmup: str | None = None,
+    draws: xr.DataArray | None = None,
+) -> RoutingResult:
+    """Route queries to LLMs by posterior expected utility.
+
+    Parameters
+    ----------
+    router : IRTRouter
+        A fitted router (its ``prices_`` are the default costs).
+    queries : DataFrame, ResponseData or sequence of str
+        Queries to route.
+    costs : optional
+        USD per query: a mapping or Series per LLM, a (n, J) array or DataFrame per
+        (query, LLM) (see :func:`token_costs`), or a fitted :class:`QueryCostModel`.
+        Default: the LLMs' mean cost per query in the training data.
+    willingness_to_pay : float, optional
+        USD the user pays per unit of accuracy: utility ``A - lam * cost``.
+    alpha : float, optional
+        IRT-Router trade-off: utility ``alpha * A - (1 - alpha) * cost / max_cost``.
+    policy : str
+        One of :data:`POLICIES`.
+    budget : float, optional
+        Total USD for the batch; the cost weight is raised until it fits.
+    quantile : float
+        Lower quantile of accuracy used by ``risk-averse``.
+    seed : int
+        Randomness of ``thompson``.
+    embeddings, warmup
+        Passed to :meth:`IRTRouter.predict_proba`.
+    draws : xarray.DataArray, optional
+        Precomputed (draw, query, llm) P(correct); skips prediction.
+
+    Returns
+    -------
+    RoutingResult
+
+    Examples
+    --------
+    >>> from irt_bayes import IRTRouter, simulate_pool
+    >>> router = IRTRouter(progress=False).fit(simulate_pool(200, 6).responses)  # doctest: +SKIP
+    >>> route(router, ["What is 2 + 2?"], willingness_to_pay=50).choices  # doctest: +SKIP
+    """
+    from irt_bayes.router import as_query_frame
+
+    q = as_query_frame(queries)
+    if draws is None:
+        draws = router.predict_proba(q, embeddings=embeddings, warmup=warmup)
+    llms = [str(m) for m in draws["llm"].to_numpy()]
+    qids = draws["query"].to_numpy()
+    p = draws.transpose("draw", "query", "llm").to_numpy()
+    cost = _cost_matrix(costs, llms, qids, q, getattr(router, "prices_", None))
+    acc_w, cost_w = _cost_weight(cost, willingness_to_pay, alpha)
+    mu = 0.0
+    if budget is not None:
+        mu = budget_multiplier(
+            p, cost, acc_w, cost_w, budget, policy=policy, quantile=quantile, seed=seed
+        )
+    choice, _, util = choose(
+        p,
+        cost,
+        acc_w,
+        cost_w + mu,
+        policy=policy,
+        quantile=quantile,
+        rng=np.random.default_rng(seed),
+    )
+    mean = p.mean(axis=0)
+    lo, hi = np.quantile(p, [(1 - HDI_PROB) / 2, 1 - (1 - HDI_PROB) / 2], axis=0)
+    u_s = acc_w[None] * p - (cost_w + mu)[None] * cost[None]
+    best = u_s.argmax(axis=2)
+    prob_best = (best[:, :, None] == np.arange(len(llms))[None, None, :]).mean(axis=0)
+    n, J = mean.shape
+    chosen = np.zeros((n, J), bool)
+    chosen[np.arange(n), choice] = True
+    table = pd.DataFrame(
+        {
+            "query_id": np.repeat(qids, J),
+            "llm": np.tile(llms, n),
+            "expected_accuracy": mean.ravel(),
+            "accuracy_sd": p.std(axis=0).ravel(),
+            "accuracy_low": lo.ravel(),
+            "accuracy_high": hi.ravel(),
+            "prob_best": prob_best.ravel(),
+            "expected_cost": cost.ravel(),
+            "utility": util.ravel(),
+            "chosen": chosen.ravel(),
+        }
+    )
+    choices = table[table["chosen"]][
+        ["query_id", "llm", "expected_accuracy", "expected_cost", "utility"]
+    ].reset_index(drop=True)
+    settings = {
+        "willingness_to_pay": willingness_to_pay,
+        "alpha": alpha,
+        "budget": budget,
+        "quantile": quantile,
+        "seed": seed,
+        "warmup": warmup,
+    }
+    return RoutingResult(
+        table=table, choices=choices, policy=policy, settings=settings, multiplier=mu
+    )
