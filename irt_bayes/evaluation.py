@@ -37,7 +37,7 @@ from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError
 
 __all__ = [
-    "TestSet",
+    "EvalSet",
     "sweep",
     "hull",
     "sweep_metrics",
@@ -51,7 +51,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class TestSet:
+class EvalSet:
     """Held-out outcomes and costs aligned to a list of LLMs.
 
     Attributes
@@ -77,7 +77,7 @@ class TestSet:
         data: ResponseData,
         llms: list[str] | None = None,
         prices: Mapping[str, float] | None = None,
-    ) -> TestSet:
+    ) -> EvalSet:
         """Align test responses to ``llms`` (default: the data's own order).
 
         ``prices`` (USD per query per LLM) replaces per-response costs, e.g. for data
@@ -117,14 +117,14 @@ def lambda_grid(cost: np.ndarray, n: int = 400) -> np.ndarray:
     return np.concatenate([[0.0], np.geomspace(lo, hi, n)])
 
 
-def sweep(scores: np.ndarray, test: TestSet, lambdas: np.ndarray | None = None) -> pd.DataFrame:
+def sweep(scores: np.ndarray, test: EvalSet, lambdas: np.ndarray | None = None) -> pd.DataFrame:
     """Route by ``argmax score - lam * cost`` for every ``lam``; measure the outcomes.
 
     Parameters
     ----------
     scores : numpy.ndarray
         (n, J) predicted P(correct) (or any accuracy score) in ``test.llms`` order.
-    test : TestSet
+    test : EvalSet
     lambdas : numpy.ndarray, optional
         Default :func:`lambda_grid`.
 
@@ -175,14 +175,14 @@ def _hull_at(hx: np.ndarray, hy: np.ndarray, c: np.ndarray) -> np.ndarray:
     return np.interp(c, hx, hy, left=hy[0], right=hy[-1])
 
 
-def single_llm_points(test: TestSet) -> pd.DataFrame:
+def single_llm_points(test: EvalSet) -> pd.DataFrame:
     """Accuracy and mean cost of always choosing each LLM (on the pairs it answered)."""
     acc = np.nanmean(test.y, axis=0)
     cost = np.nanmean(test.cost, axis=0)
     return pd.DataFrame({"llm": test.llms, "cost": cost, "accuracy": acc})
 
 
-def random_point(test: TestSet) -> tuple[float, float]:
+def random_point(test: EvalSet) -> tuple[float, float]:
     """Expected (cost, accuracy) of choosing uniformly among the available LLMs."""
     avail = test.available
     w = avail / avail.sum(axis=1, keepdims=True)
@@ -238,7 +238,7 @@ def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[str, float
 
 
 def evaluate(
-    predictions: Mapping[str, np.ndarray], test: TestSet, lambdas: np.ndarray | None = None
+    predictions: Mapping[str, np.ndarray], test: EvalSet, lambdas: np.ndarray | None = None
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Sweep and score every router, with single LLMs, random and oracle for reference.
 
@@ -246,7 +246,7 @@ def evaluate(
     ----------
     predictions : mapping
         Router name to (n, J) predicted P(correct) in ``test.llms`` order.
-    test : TestSet
+    test : EvalSet
     lambdas : numpy.ndarray, optional
 
     Returns
