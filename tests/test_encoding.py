@@ -64,9 +64,12 @@ def _files_under(path: Path) -> list[Path]:
 # ---------------------------------------------------------------------- properties
 def test_default_encoder_knows_id_and_dim_without_loading(tmp_path):
     enc = QueryEncoder(cache_dir=tmp_path)
-    assert enc.encoder_id == "all-MiniLM-L6-v2"
+    assert enc.encoder_id == "all-MiniLM-L6-v2:tail"
     assert enc.dim == DEFAULT_DIM == 384
-    assert enc.cache_path == tmp_path / "all-MiniLM-L6-v2.sqlite"
+    assert enc.cache_path == tmp_path / "all-MiniLM-L6-v2_tail-bb9cd743.sqlite"
+    head = QueryEncoder(cache_dir=tmp_path, truncation="head")
+    assert head.encoder_id == "all-MiniLM-L6-v2"
+    assert head.cache_path == tmp_path / "all-MiniLM-L6-v2.sqlite"
     assert enc._model is None
     text = repr(enc)
     assert "'default'" in text and str(enc.cache_path) in text
@@ -169,14 +172,14 @@ def test_duplicates_in_one_call_are_encoded_once(make_encoder, monkeypatch):
 def test_corrupt_cache_is_moved_aside_and_rebuilt(make_encoder, tmp_path):
     cache_dir = tmp_path / "cache"
     x = make_encoder(cache_dir).encode(TEXTS)
-    path = cache_dir / "all-MiniLM-L6-v2.sqlite"
+    path = cache_dir / "all-MiniLM-L6-v2_tail-bb9cd743.sqlite"
     garbage = os.urandom(1 << 14)
     path.write_bytes(garbage)
 
     with pytest.warns(EmbeddingCacheWarning, match="moved it to"):
         y = make_encoder(cache_dir).encode(TEXTS)
     assert y.tobytes() == x.tobytes()
-    assert (cache_dir / "all-MiniLM-L6-v2.sqlite.corrupt").read_bytes() == garbage
+    assert (cache_dir / "all-MiniLM-L6-v2_tail-bb9cd743.sqlite.corrupt").read_bytes() == garbage
 
     # The rebuilt cache serves hits again.
     fresh = QueryEncoder(cache_dir=cache_dir)
@@ -198,7 +201,7 @@ def test_interrupted_encode_keeps_committed_batches(make_encoder, tmp_path, monk
         make_encoder(cache_dir, batch_size=2).encode(TEXTS)
     monkeypatch.setattr(encoding, "_encode_batches", original)
 
-    with sqlite3.connect(cache_dir / "all-MiniLM-L6-v2.sqlite") as conn:
+    with sqlite3.connect(cache_dir / "all-MiniLM-L6-v2_tail-bb9cd743.sqlite") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         (count,) = conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()
     assert count == 2
@@ -221,7 +224,9 @@ def test_two_thousand_cached_texts_come_back_fast(tmp_path):
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((2000, 384)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    store = encoding._SqliteCache(cache_dir / "all-MiniLM-L6-v2.sqlite", "all-MiniLM-L6-v2")
+    store = encoding._SqliteCache(
+        cache_dir / "all-MiniLM-L6-v2_tail-bb9cd743.sqlite", "all-MiniLM-L6-v2:tail"
+    )
     assert store.open()
     store.put_many(
         {hashlib.sha256(t.encode()).hexdigest(): v for t, v in zip(texts, vecs, strict=True)}
@@ -250,7 +255,10 @@ def test_disabled_cache_writes_nothing(make_encoder, tmp_path, monkeypatch):
 def test_default_cache_dir_follows_env_then_home(tmp_path, monkeypatch):
     monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "env-cache"))
     assert default_cache_dir() == tmp_path / "env-cache"
-    assert QueryEncoder().cache_path == tmp_path / "env-cache" / "all-MiniLM-L6-v2.sqlite"
+    assert (
+        QueryEncoder().cache_path
+        == tmp_path / "env-cache" / "all-MiniLM-L6-v2_tail-bb9cd743.sqlite"
+    )
     monkeypatch.delenv(CACHE_ENV_VAR)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "irt-bayes" / "embeddings"
@@ -263,14 +271,14 @@ def test_encoder_id_for_local_paths_and_hub_names(tmp_path):
     a.mkdir(parents=True)
     b.mkdir(parents=True)
     id_a = QueryEncoder(str(a), cache_dir=tmp_path).encoder_id
-    assert re.fullmatch(r"my-model-[0-9a-f]{8}", id_a)
+    assert re.fullmatch(r"my-model-[0-9a-f]{8}:tail", id_a)
     assert QueryEncoder(a, cache_dir=tmp_path).encoder_id == id_a
     assert QueryEncoder(str(b), cache_dir=tmp_path).encoder_id != id_a
 
     hub = QueryEncoder("some-org/some-model", cache_dir=tmp_path)
-    assert hub.encoder_id == "some-org/some-model"
+    assert hub.encoder_id == "some-org/some-model:tail"
     assert hub.cache_path.parent == tmp_path
-    assert hub.cache_path.name.startswith("some-org_some-model-")
+    assert hub.cache_path.name.startswith("some-org_some-model_tail-")
 
 
 @pytest.mark.parametrize("kind", ["empty-dir", "hub-name"])
@@ -313,7 +321,7 @@ def test_progress_bar_on_stderr(make_encoder, monkeypatch, capsys, show, n_texts
     monkeypatch.setattr(encoding, "_PROGRESS_THRESHOLD", 2)
     make_encoder(show_progress=show).encode(TEXTS[:n_texts])
     captured = capsys.readouterr()
-    assert ("Embedding (all-MiniLM-L6-v2)" in captured.err) is expect_bar
+    assert ("Embedding (all-MiniLM-L6-v2:tail)" in captured.err) is expect_bar
     assert captured.out == ""
 
 
@@ -379,3 +387,19 @@ def test_as_embeddings_property(x, data):
     bad[row, col] = np.nan
     with pytest.raises(DataError, match=rf"row {row}, column {col} is not finite"):
         as_embeddings(bad)
+
+
+def test_tail_truncation_keeps_the_question_of_a_long_prompt():
+    # A long fixed few-shot prefix followed by different questions, as in RouterBench.
+    prefix = " ".join(f"Example {i}: the sky is blue and grass is green." for i in range(80))
+    texts = [prefix + " Question: how do I bake bread?", prefix + " Question: what is 7 * 8?"]
+    tail = QueryEncoder(cache_dir=False, truncation="tail")
+    head = QueryEncoder(cache_dir=False, truncation="head")
+    t, h = tail.encode(texts), head.encode(texts)
+    assert float(t[0] @ t[1]) < 0.95
+    assert float(h[0] @ h[1]) > 0.999
+
+
+def test_bad_truncation_is_rejected():
+    with pytest.raises(ValueError, match="truncation"):
+        QueryEncoder(cache_dir=False, truncation="middle")
