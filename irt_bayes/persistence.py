@@ -30,7 +30,7 @@ import pandas as pd
 
 from irt_bayes.errors import RouterFileError
 from irt_bayes.features import EmbeddingFeatures
-from irt_bayes.inference import Diagnostics
+from irt_bayes.inference import Diagnostics, diagnose
 from irt_bayes.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -86,7 +86,10 @@ def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
         "method": router.diagnostics_.method,
         "seed": router.seed,
         "encoder_id": router.encoder_id_,
-        "encoder": router.encoder if isinstance(router.encoder, str) else router.encoder_id_,
+        # the name to rebuild the encoder from ("default", a path or hub name), not its id
+        "encoder": router.encoder
+        if isinstance(router.encoder, str)
+        else getattr(router.encoder, "model_name", router.encoder_id_),
         "embedding_dim": router.embedding_dim_,
         "likelihood": router.likelihood_,
         "llms": router.llms_,
@@ -179,6 +182,10 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     except Exception as exc:  # noqa: BLE001 - any bad spec content is one file error
         raise RouterFileError(f"{path / 'router.json'}: invalid spec ({exc})") from None
     llms = list(_need(meta, "llms", path))
+    prices = _need(meta, "prices", path)
+    encoder_id = _need(meta, "encoder_id", path)
+    if not isinstance(prices, list) or len(prices) != len(llms):
+        raise RouterFileError(f"{path / 'router.json'}: 'prices' does not match 'llms'")
     try:
         idata = az.from_netcdf(str(path / "posterior.nc"), engine="h5netcdf")
         idata.load() if hasattr(idata, "load") else None
@@ -208,14 +215,32 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
         )
     if encoder is not None and not isinstance(encoder, str):
         enc_id = getattr(encoder, "encoder_id", None)
-        if enc_id != meta["encoder_id"]:
-            raise RouterFileError(
-                f"{path}: fitted with encoder {meta['encoder_id']!r}, got {enc_id!r}"
-            )
+        if enc_id != encoder_id:
+            raise RouterFileError(f"{path}: fitted with encoder {encoder_id!r}, got {enc_id!r}")
 
+    if encoder is None or isinstance(encoder, str):
+        # rebuild the encoder with the truncation it was fitted with (part of its id)
+        from irt_bayes.encoding import QueryEncoder
+
+        truncation = "tail" if str(encoder_id).endswith(":tail") else "head"
+        name = encoder if encoder is not None else meta.get("encoder", "default")
+        if encoder_id != "precomputed":
+            encoder = QueryEncoder(
+                name,
+                cache_dir=kwargs.get("cache_dir"),
+                truncation=truncation,
+                show_progress=None if kwargs.get("progress", True) else False,
+            )
+            if encoder.encoder_id != encoder_id:
+                raise RouterFileError(
+                    f"{path}: fitted with encoder {encoder_id!r}, but "
+                    f"{name!r} gives {encoder.encoder_id!r}"
+                )
+        else:
+            encoder = name
     router = IRTRouter(
         spec,
-        encoder=encoder if encoder is not None else meta.get("encoder", "default"),
+        encoder=encoder,
         method=meta.get("method", "advi"),
         seed=meta.get("seed", 0),
         **kwargs,
@@ -223,7 +248,7 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     router.spec_ = spec
     router.llms_ = llms
     router.prices_ = pd.Series(
-        [np.nan if v is None else v for v in meta["prices"]],
+        [np.nan if v is None else v for v in prices],
         index=pd.Index(llms, name="llm"),
         name="price",
         dtype=float,
@@ -238,14 +263,18 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     router.likelihood_ = meta.get("likelihood", "bernoulli")
     router.idata_ = idata
     d = meta.get("diagnostics", {})
-    router.diagnostics_ = Diagnostics(
-        method=d.get("method", "advi"),
-        seconds=float(d.get("seconds", 0.0)),
-        divergences=int(d.get("divergences", 0)),
-        iterations=int(d.get("iterations", 0)),
-        converged=bool(d.get("converged", True)),
-    )
-    router.encoder_id_ = meta["encoder_id"]
+    if d.get("method") == "nuts":
+        # R-hat / ESS are recomputed from the saved draws, so the verdict survives a reload
+        router.diagnostics_ = diagnose(idata, method="nuts", seconds=float(d.get("seconds", 0.0)))
+    else:
+        router.diagnostics_ = Diagnostics(
+            method=d.get("method", "advi"),
+            seconds=float(d.get("seconds", 0.0)),
+            divergences=int(d.get("divergences", 0)),
+            iterations=int(d.get("iterations", 0)),
+            converged=bool(d.get("converged", True)),
+        )
+    router.encoder_id_ = encoder_id
     router.embedding_dim_ = int(meta["embedding_dim"])
     router.warmup_weights_ = dict(meta.get("warmup", {}))
     return router

@@ -429,6 +429,7 @@ class IRTRouter:
 
     def loo(self) -> az.ELPDData:
         """PSIS-LOO of the training responses (see :func:`arviz.loo`)."""
+        self._check_fitted()
         idata = az.InferenceData(
             posterior=self.idata_.posterior, log_likelihood=xr.Dataset({"y": self.log_likelihood()})
         )

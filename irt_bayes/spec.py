@@ -109,6 +109,10 @@ class ModelSpec:
                 f"spec {self.name!r}: 'embedding_dims' must be an integer >= 0, "
                 f"got {self.embedding_dims!r}"
             )
+        for key in ("dataset_level", "dataset_abilities", "llm_groups", "noncentered"):
+            if not isinstance(getattr(self, key), bool):
+                value = getattr(self, key)
+                raise SpecError(f"spec {self.name!r}: {key!r} must be true or false, got {value!r}")
         if self.likelihood not in ("auto", "bernoulli", "binomial", "fractional"):
             raise SpecError(f"spec {self.name!r}: unknown likelihood {self.likelihood!r}")
         for f in dataclasses.fields(Priors):
@@ -139,6 +143,8 @@ class ModelSpec:
         priors = raw.pop("priors", {}) or {}
         if isinstance(priors, Priors):
             priors = dataclasses.asdict(priors)
+        if not isinstance(priors, dict):
+            raise SpecError(f"{source}: 'priors' must be a table, got {priors!r}")
         pknown = {f.name for f in dataclasses.fields(Priors)}
         bad = sorted(set(priors) - pknown)
         if bad:
@@ -147,7 +153,7 @@ class ModelSpec:
             )
         try:
             return cls(priors=Priors(**priors), **raw)
-        except TypeError as exc:
+        except (TypeError, SpecError) as exc:
             raise SpecError(f"{source}: {exc}") from None
 
 

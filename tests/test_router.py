@@ -1,0 +1,275 @@
+"""IRTRouter: posterior predictions, warm-ups, dataset levels, summaries and LOO."""
+
+from __future__ import annotations
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy import stats
+from scipy.special import expit, logsumexp
+
+from irt_bayes import DataError, IrtBayesError, IRTRouter, ResponseData
+
+PREDICT_COLUMNS = ["query_id", "llm", "p_mean", "p_sd", "p_low", "p_high"]
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+# --------------------------------------------------------------------- predict_proba
+def test_predict_proba_dims_coords_and_range(advi_router, new_queries, sim_pool):
+    p = advi_router.predict_proba(new_queries)
+    assert isinstance(p, xr.DataArray)
+    assert p.dims == ("draw", "query", "llm")
+    assert dict(p.sizes) == {"draw": 1000, "query": len(new_queries), "llm": 10}
+    assert list(p["llm"].to_numpy()) == advi_router.llms_ == sim_pool.llms
+    assert list(p["query"].to_numpy()) == new_queries["query_id"].tolist()
+    v = p.to_numpy()
+    assert np.all(np.isfinite(v))
+    assert np.all((v > 0) & (v < 1))
+    # posterior uncertainty: draws differ
+    assert float(p.std("draw").min()) > 0
+
+
+def test_predict_proba_accepts_plain_strings(advi_router, new_queries):
+    texts = new_queries["query"].head(3).tolist()
+    p = advi_router.predict_proba(texts)
+    assert list(p["query"].to_numpy()) == ["q0", "q1", "q2"]
+    one = advi_router.predict_proba(texts[0])
+    assert one.sizes["query"] == 1
+
+
+def test_predict_proba_is_reproducible(advi_router, new_queries):
+    a = advi_router.predict_proba(new_queries.head(10))
+    b = advi_router.predict_proba(new_queries.head(10))
+    assert np.array_equal(a.to_numpy(), b.to_numpy())
+
+
+def test_predict_summary_columns_and_order(advi_router, new_queries):
+    q = new_queries.head(7)
+    df = advi_router.predict(q)
+    assert list(df.columns) == PREDICT_COLUMNS
+    assert len(df) == 7 * 10
+    assert (df["p_low"] <= df["p_mean"]).all()
+    assert (df["p_mean"] <= df["p_high"]).all()
+    assert (df["p_low"] < df["p_high"]).all()
+    assert (df["p_sd"] > 0).all()
+    # rows line up with the draws they summarise
+    p = advi_router.predict_proba(q)
+    row = df.iloc[13]
+    cell = p.sel(query=row["query_id"], llm=row["llm"]).to_numpy()
+    assert row["p_mean"] == pytest.approx(cell.mean(), rel=1e-12)
+    assert row["p_low"] == pytest.approx(np.quantile(cell, 0.03), rel=1e-12)
+    assert row["p_high"] == pytest.approx(np.quantile(cell, 0.97), rel=1e-12)
+    wide = advi_router.predict(q, hdi_prob=0.5)
+    assert (wide["p_high"] - wide["p_low"] < df["p_high"] - df["p_low"]).all()
+
+
+def test_stronger_llms_get_higher_probability(advi_router, new_queries, sim_pool):
+    mean_p = advi_router.predict_proba(new_queries).mean(("draw", "query")).to_series()
+    ability = sim_pool.truth["ability"].sel(skill="s0").to_series().reindex(mean_p.index)
+    rho = stats.spearmanr(mean_p, ability).statistic
+    assert rho >= 0.9, rho
+
+
+def test_new_query_difficulty_follows_its_text(advi_router):
+    """Difficulty is conditioned on the embedding: it must transfer to unseen texts."""
+    from irt_bayes import simulate_pool
+
+    other = simulate_pool(n_queries=120, n_llms=2, seed=77)
+    q = other.queries.drop(columns="dataset")  # no label: text alone
+    p = advi_router.predict_proba(q).mean(("draw", "llm")).to_numpy()
+    rho = stats.spearmanr(p, other.truth["difficulty"].to_numpy()).statistic
+    print(f"\nSpearman(mean P, true difficulty) on unseen texts: {rho:.3f}")
+    assert rho <= -0.6, rho
+
+
+# ------------------------------------------------------------------------- warm-ups
+def test_warmups_run_and_differ(advi_router, new_queries):
+    q = new_queries.head(20)
+    base = advi_router.predict_proba(q)
+    for warmup in ("irt-router", "knn-residual"):
+        p = advi_router.predict_proba(q, warmup=warmup)
+        assert p.dims == base.dims and p.shape == base.shape
+        assert np.all((p > 0) & (p < 1))
+        assert not np.allclose(p.to_numpy(), base.to_numpy()), warmup
+    irt = advi_router.predict_proba(q, warmup="irt-router").to_numpy()
+    knn = advi_router.predict_proba(q, warmup="knn-residual").to_numpy()
+    assert not np.allclose(irt, knn)
+    # lam = 0 blends nothing in: the irt-router warm-up is then no warm-up
+    same = advi_router.predict_proba(q, warmup="irt-router", lam=0.0)
+    np.testing.assert_allclose(same.to_numpy(), base.to_numpy(), rtol=1e-12)
+
+
+def test_knn_residual_warmup_uses_training_neighbours(advi_router, sim_pool):
+    """The warm-up must not pull P away from the truth on queries it has neighbours for.
+
+    In the simulator the residual difficulty left after the embedding is independent
+    noise, so the learned neighbour weight is small and the gain is ~0: this guards
+    against the warm-up hurting, not for a gain.
+    """
+    q = sim_pool.queries.head(100)
+    truth = sim_pool.truth["p_correct"].sel(query=q["query_id"].to_numpy())
+    truth = truth.transpose("query", "llm").to_numpy()
+    err = {}
+    for warmup in (None, "knn-residual"):
+        p = advi_router.predict_proba(q, warmup=warmup).mean("draw").to_numpy()
+        err[warmup] = np.mean(np.abs(p - truth))
+    print(f"\nmean |P - true P| on training queries: {err}")
+    assert err["knn-residual"] <= err[None] * 1.02, err
+
+
+def test_unknown_warmup_raises(advi_router, new_queries):
+    with pytest.raises(IrtBayesError) as err:
+        advi_router.predict_proba(new_queries.head(2), warmup="nearest")
+    msg = str(err.value)
+    assert "\n" not in msg and "'nearest'" in msg and "knn-residual" in msg
+
+
+# ------------------------------------------------------------------- dataset levels
+def test_unseen_dataset_widens_interval(advi_router, new_queries):
+    q = new_queries.head(30).copy()
+    assert set(q["dataset"]) <= set(advi_router.datasets_)
+    seen = advi_router.predict(q)
+    unseen = advi_router.predict(q.assign(dataset="a-domain-never-seen"))
+    assert list(seen["query_id"]) == list(unseen["query_id"])
+    width_seen = seen["p_high"] - seen["p_low"]
+    width_unseen = unseen["p_high"] - unseen["p_low"]
+    print(f"\nmean 94% width: seen dataset {width_seen.mean():.3f}, new {width_unseen.mean():.3f}")
+    assert width_unseen.mean() > width_seen.mean()
+    assert (width_unseen > width_seen).mean() >= 0.75
+    assert unseen["p_sd"].mean() > seen["p_sd"].mean()
+
+
+def test_unlabeled_queries_borrow_neighbour_datasets(advi_router, new_queries):
+    q = new_queries.head(10)
+    unlabeled = advi_router.predict(q.drop(columns="dataset"))
+    never = advi_router.predict(q.assign(dataset="a-domain-never-seen"))
+    assert (unlabeled["p_high"] - unlabeled["p_low"]).mean() < (
+        never["p_high"] - never["p_low"]
+    ).mean()
+
+
+# ------------------------------------------------------------------------ big batch
+def test_predict_1000_queries_with_precomputed_embeddings(advi_router):
+    n = 1000
+    emb = _unit_rows(np.random.default_rng(0).normal(size=(n, advi_router.embedding_dim_)))
+    queries = pd.DataFrame({"query_id": [f"big-{i}" for i in range(n)], "query": [""] * n})
+    p = advi_router.predict_proba(queries, embeddings=emb)
+    assert p.shape == (1000, n, 10)
+    v = p.to_numpy()
+    assert np.all(np.isfinite(v)) and np.all((v > 0) & (v < 1))
+    assert p["query"].to_numpy()[-1] == "big-999"
+
+
+def test_embedding_dimension_mismatch_is_a_data_error(advi_router):
+    with pytest.raises(DataError, match="dimension 16"):
+        advi_router.predict_proba(["a"], embeddings=np.ones((1, 16), np.float32))
+
+
+def test_bad_query_inputs(advi_router):
+    with pytest.raises(DataError, match="no queries"):
+        advi_router.predict_proba([])
+    with pytest.raises(DataError, match="'query'"):
+        advi_router.predict_proba(pd.DataFrame({"query_id": ["a"]}))
+
+
+# ------------------------------------------------------------------------ summaries
+def test_abilities_table(advi_router, sim_pool):
+    ab = advi_router.abilities()
+    assert list(ab.columns) == ["llm", "skill", "mean", "sd", "hdi_low", "hdi_high"]
+    assert list(ab["llm"]) == sim_pool.llms
+    assert set(ab["skill"]) == {"s0"}
+    assert (ab["hdi_low"] <= ab["mean"]).all() and (ab["mean"] <= ab["hdi_high"]).all()
+    assert (ab["sd"] > 0).all()
+    assert ab["mean"].sum() == pytest.approx(0.0, abs=1e-8)  # zero-sum convention
+    narrow = advi_router.abilities(hdi_prob=0.5)
+    assert ((narrow["hdi_high"] - narrow["hdi_low"]) < (ab["hdi_high"] - ab["hdi_low"])).all()
+
+
+def test_log_likelihood_matches_bernoulli(advi_router, sim_pool):
+    ll = advi_router.log_likelihood()
+    assert ll.dims == ("chain", "draw", "obs")
+    assert ll.sizes["obs"] == len(sim_pool.responses)
+    post = advi_router.idata_.posterior.isel(chain=0, draw=5)
+    const = advi_router.idata_.constant_data
+    qi, li = const["query_idx"].to_numpy(), const["llm_idx"].to_numpy()
+    theta = post["theta"].sel(skill="s0").to_numpy()
+    a = post["discrimination"].sel(skill="s0").to_numpy()
+    b = post["difficulty"].to_numpy()
+    y = advi_router.idata_.observed_data["y"].to_numpy()
+    eta = a[qi] * theta[li] - b[qi]
+    if "gamma" in post:  # LLM x dataset ability offsets
+        d = const["dataset_idx"].to_numpy()
+        eta = eta + post["gamma"].transpose("dataset", "llm").to_numpy()[d[qi], li]
+    expected = stats.bernoulli.logpmf(y, expit(eta))
+    np.testing.assert_allclose(ll.isel(chain=0, draw=5).to_numpy(), expected, rtol=1e-9)
+
+
+def test_loo_returns_finite_elpd(advi_router, sim_pool):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Pareto-k notes are fine here
+        loo = advi_router.loo()
+    assert isinstance(loo, az.ELPDData)
+    assert np.isfinite(loo["elpd_loo"]) and loo["elpd_loo"] < 0
+    assert loo["n_data_points"] == len(sim_pool.responses)
+    ll = advi_router.log_likelihood().stack(s=("chain", "draw")).to_numpy()
+    lppd = float(np.sum(logsumexp(ll, axis=1) - np.log(ll.shape[1])))
+    assert loo["elpd_loo"] < lppd
+    assert loo["p_loo"] == pytest.approx(lppd - loo["elpd_loo"], rel=1e-6)
+    assert 0 < loo["p_loo"] < 600  # at most ~ the number of parameters
+
+
+# -------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r: r.predict_proba(["x"]),
+        lambda r: r.predict(["x"]),
+        lambda r: r.abilities(),
+        lambda r: r.loo(),
+        lambda r: r.save("never-written"),
+        lambda r: r.params_,
+    ],
+    ids=["predict_proba", "predict", "abilities", "loo", "save", "params_"],
+)
+def test_unfitted_router_raises_clear_error(call, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    router = IRTRouter("2pl", progress=False, cache_dir=False)
+    with pytest.raises(IrtBayesError) as err:
+        call(router)
+    msg = str(err.value)
+    assert "\n" not in msg and "not fitted" in msg
+    assert list(tmp_path.iterdir()) == []
+    assert "unfitted" in repr(router)
+
+
+def test_unknown_method_raises():
+    with pytest.raises(IrtBayesError, match="unknown method 'mcmc'"):
+        IRTRouter("2pl", method="mcmc")
+
+
+def test_fit_accepts_response_data_and_precomputed_embeddings():
+    """A tiny fit with random embeddings: no encoder involved, and the fit is used."""
+    from irt_bayes import simulate_pool
+
+    pool = simulate_pool(n_queries=30, n_llms=3, seed=5)
+    data = ResponseData.from_frame(pool.responses)
+    emb = _unit_rows(np.random.default_rng(1).normal(size=(data.n_queries, 8)))
+    router = IRTRouter("rasch", progress=False, cache_dir=False, max_iter=500, draws=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert router.fit(data, embeddings=emb) is router
+    assert router.encoder_id_ == "precomputed"
+    assert router.embedding_dim_ == 8
+    assert router.llms_ == pool.llms
+    assert "3 LLMs" in repr(router) and "30 training queries" in repr(router)
+    p = router.predict_proba(pool.queries.head(2), embeddings=emb[:2])
+    assert p.sizes["draw"] == 1000  # ADVI keeps at least 1000 draws
+    with pytest.raises(DataError):
+        router.predict_proba(["a"], embeddings=np.ones((1, 384), np.float32))
