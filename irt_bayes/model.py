@@ -6,7 +6,7 @@ For LLM j and query i, with K skills::
     theta_j = sigma_theta * (sqrt(rho) g_group(j) + sqrt(1 - rho) z_j), centred over LLMs
     b_i = mu_b + mu_dataset(i) + x_i . beta_b + sigma_b delta_i
     a_ik = softplus(c + x_i . beta_a[:, k] + sigma_a epsilon_ik),  softplus(c) = 1
-    gamma_{d, .} ~ ZeroSumNormal(tau_gamma) over LLMs     (LLM x dataset offsets)
+    gamma ~ ZeroSumNormal(tau_gamma) over datasets and LLMs  (LLM x dataset offsets)
 
 ``x_i`` are standardised principal components of the query embedding
 (:class:`~irt_bayes.features.EmbeddingFeatures`). Every residual is non-centred
@@ -347,12 +347,13 @@ def build_model(
         else:
             a = None
 
-        # --- LLM x dataset ability offsets: zero-sum over LLMs so they cannot shift a
-        # dataset's mean difficulty; shrunk towards 0 by a learned scale.
+        # --- LLM x dataset ability offsets, shrunk towards 0 by a learned scale.
         gamma = None
         if spec.dataset_abilities and design.dataset_idx is not None:
             tau_g = pm.HalfNormal("tau_gamma", p.dataset_ability_scale)
-            g_z = pm.ZeroSumNormal("gamma_z", sigma=1.0, dims=("dataset", "llm"))
+            # zero-sum over LLMs *and* datasets: an LLM's average offset would otherwise
+            # duplicate its ability (NUTS R-hat 1.05; ADVI moved the abilities into gamma)
+            g_z = pm.ZeroSumNormal("gamma_z", sigma=1.0, dims=("dataset", "llm"), n_zerosum_axes=2)
             gamma = pm.Deterministic("gamma", tau_g * g_z, dims=("dataset", "llm"))
 
         # --- likelihood

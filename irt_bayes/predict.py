@@ -230,8 +230,12 @@ def predict_draws(
         if params.gamma is not None:
             # seen dataset: its LLM offsets; unseen: fresh offsets from the prior
             offset = params.gamma[np.arange(S)[:, None], np.maximum(d, 0)]  # (S, n, J)
-            fresh = params.tau_gamma[:, None, None] * rng.standard_normal(offset.shape)
-            offset = np.where((d >= 0)[:, :, None], offset, fresh)
+            unseen = d < 0
+            if unseen.any():
+                s_idx, q_idx = np.nonzero(unseen)
+                offset[s_idx, q_idx] = params.tau_gamma[s_idx, None] * rng.standard_normal(
+                    (s_idx.size, offset.shape[2])
+                )
     else:
         loc_b = np.broadcast_to(params.mu_b[:, None], (S, n))
     if params.beta_b is not None:
