@@ -45,6 +45,7 @@ __all__ = [
     "single_llm_points",
     "random_point",
     "evaluate",
+    "evaluate_router",
     "pareto_plot",
     "lambda_grid",
 ]
@@ -332,3 +333,78 @@ def pareto_plot(
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return fig
+
+
+def evaluate_router(
+    router,
+    test: ResponseData,
+    out_dir: str | None = None,
+    *,  # noqa: ANN001
+    warmup: str | None = None,
+    policy: str = "expected-utility",
+    quantile: float = 0.1,
+) -> pd.DataFrame:
+    """Evaluate a fitted :class:`~irt_bayes.router.IRTRouter` on held-out responses.
+
+    Parameters
+    ----------
+    router : IRTRouter
+        Fitted router; its training prices stand in when ``test`` has no costs.
+    test : ResponseData
+        Held-out responses of the router's LLMs.
+    out_dir : str, optional
+        Directory to write ``metrics.csv``, ``metrics.md``, ``points.csv`` and
+        ``pareto.png`` into (atomically replaced).
+    warmup : str, optional
+        Warm-up passed to :meth:`IRTRouter.predict_proba`.
+    policy : {"expected-utility", "risk-averse"}
+        Accuracy term swept: the posterior mean, or the lower ``quantile``.
+    quantile : float
+        Quantile of the risk-averse sweep.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table of :func:`evaluate`.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from irt_bayes.errors import IrtBayesError
+
+    if policy not in ("expected-utility", "risk-averse"):
+        raise IrtBayesError(f"evaluate sweeps 'expected-utility' or 'risk-averse', not {policy!r}")
+    prices = None if test.has_cost else dict(router.prices_)
+    evalset = EvalSet.from_data(test, router.llms_, prices=prices)
+    draws = router.predict_proba(test.queries, warmup=warmup).transpose("draw", "query", "llm")
+    scores = (
+        draws.mean("draw")
+        if policy == "expected-utility"
+        else draws.quantile(quantile, dim="draw").drop_vars("quantile")
+    )
+    name = f"irt-bayes {router.spec_.name}" + (
+        f" ({policy})" if policy != "expected-utility" else ""
+    )
+    table, points = evaluate({name: scores.to_numpy()}, evalset)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        try:
+            table.to_csv(tmp / "metrics.csv", index_label="router")
+            (tmp / "metrics.md").write_text(table.to_markdown(floatfmt=".4f") + "\n")
+            pd.concat({k: v for k, v in points.items()}, names=["router", "i"]).to_csv(
+                tmp / "points.csv"
+            )
+            fig = pareto_plot(
+                points, single_llm_points(evalset), title=f"{name} on {test.source}"[:120]
+            )
+            fig.savefig(tmp / "pareto.png", dpi=110)
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return table

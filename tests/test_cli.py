@@ -173,3 +173,101 @@ def test_predict_empty_query_text(
     err = _one_line_error(capsys)
     assert str(q) in err and "row 2" in err
     assert not out.exists()
+
+
+def test_route_writes_choices(cli_env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    out = cli_env["root"] / "d.csv"
+    assert (
+        main(
+            [
+                "route",
+                str(cli_env["router"]),
+                str(cli_env["queries"]),
+                "--alpha",
+                "0.9",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    d = pd.read_csv(out)
+    assert list(d.columns) == ["query_id", "llm", "expected_accuracy", "expected_cost", "utility"]
+    assert len(d) == 7 and d["query_id"].is_unique
+    cheap = cli_env["root"] / "cheap.csv"
+    assert (
+        main(
+            [
+                "route",
+                str(cli_env["router"]),
+                str(cli_env["queries"]),
+                "--willingness-to-pay",
+                "1e9",
+                "--out",
+                str(cheap),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    prices = json.loads((cli_env["router"] / "router.json").read_text())["prices"]
+    assert pd.read_csv(cheap)["expected_cost"].max() == pytest.approx(min(prices))
+    budget = cli_env["root"] / "b.csv"
+    assert (
+        main(
+            [
+                "route",
+                str(cli_env["router"]),
+                str(cli_env["queries"]),
+                "--willingness-to-pay",
+                "0",
+                "--budget",
+                "0.005",
+                "--out",
+                str(budget),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert pd.read_csv(budget)["expected_cost"].sum() <= 0.005
+
+
+def test_route_needs_exactly_one_knob(cli_env: dict[str, Path]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["route", str(cli_env["router"]), str(cli_env["queries"]), "--out", "x.csv"])
+    assert exc.value.code == 2
+
+
+def test_evaluate_writes_metrics_and_plot(cli_env: dict[str, Path]) -> None:
+    out = cli_env["root"] / "eval"
+    assert (
+        main(
+            [
+                "evaluate",
+                str(cli_env["router"]),
+                str(cli_env["train"]),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    m = pd.read_csv(out / "metrics.csv", index_col="router")
+    ours = [i for i in m.index if i.startswith("irt-bayes")][0]
+    assert m.loc[ours, "auc"] > m.loc["random", "auc"]
+    assert m.loc["oracle", "auc"] >= m.loc[ours, "auc"]
+    assert (out / "pareto.png").stat().st_size > 10_000
+
+
+def test_evaluate_unknown_llm_is_one_line(
+    cli_env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "test.csv"
+    f.write_text("query_id,query,llm,score,cost\nq1,hello there,not-in-pool,1,0.1\n")
+    assert main(["evaluate", str(cli_env["router"]), str(f), "--out", str(tmp_path / "e")]) == 2
+    err = _one_line_error(capsys)
+    assert "not-in-pool" in err and str(f) in err
+    assert not (tmp_path / "e").exists()
