@@ -9,6 +9,7 @@ the ELBO stops improving.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ __all__ = [
     "align_skills",
     "slim_posterior",
 ]
+
+# PyTensor from pip warns at every compile that it found no BLAS to link and falls back
+# to NumPy's C-API (which calls NumPy's bundled BLAS). Profiled on the RouterBench 2PL
+# gradient, indexing and elementwise ops dominate, and linking OpenBLAS directly moved
+# an ADVI fit by about 1 s in 29 s: the warning is noise for this model.
+logging.getLogger("pytensor.tensor.blas").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -201,7 +209,13 @@ def sample_nuts(
 
 
 class _ElboConvergence:
-    """Stop ADVI when the windowed mean loss changes by less than ``tol`` (relative)."""
+    """Stop ADVI when the mean loss stops moving between two windows of steps.
+
+    Converged when the change is below ``tol`` relative to the loss, or below twice
+    its Monte Carlo standard error (the loss is a noisy one-sample estimate, so on
+    small data or minibatches a relative rule alone would never trigger), twice in a
+    row.
+    """
 
     def __init__(self, every: int = 250, tol: float = 5e-4, patience: int = 2) -> None:
         self.every, self.tol, self.patience = every, tol, patience
@@ -212,10 +226,13 @@ class _ElboConvergence:
     def __call__(self, approx: object, losses: np.ndarray, i: int) -> None:
         if i % self.every or i < 2 * self.every:
             return
-        cur = np.mean(losses[-self.every :])
-        prev = np.mean(losses[-2 * self.every : -self.every])
+        cur_w = np.asarray(losses[-self.every :])
+        prev_w = np.asarray(losses[-2 * self.every : -self.every])
+        cur, prev = cur_w.mean(), prev_w.mean()
+        se = np.sqrt((cur_w.var() + prev_w.var()) / self.every)
         self.last_change = float(abs(prev - cur) / max(abs(cur), 1e-12))
-        self.hits = self.hits + 1 if self.last_change < self.tol else 0
+        small = abs(prev - cur) < max(self.tol * abs(cur), 2.0 * se)
+        self.hits = self.hits + 1 if small else 0
         if self.hits >= self.patience:
             self.stopped_at = i
             raise StopIteration
