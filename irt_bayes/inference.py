@@ -277,15 +277,24 @@ def fit_advi(
     """
     t0 = time.perf_counter()
     check = _ElboConvergence(tol=tol)
+    # PyMC logs "Interrupted at N" when our check stops it early, which reads like a
+    # failure; the Diagnostics verdict says what happened instead.
+    pm_log = logging.getLogger("pymc")
+    level = pm_log.level
+    pm_log.setLevel(logging.WARNING)
+    try:
+        with model:
+            approx = pm.fit(
+                max_iter,
+                method="advi",
+                obj_optimizer=pm.adam(learning_rate=learning_rate),
+                random_seed=seed,
+                callbacks=[check],
+                progressbar=progress,
+            )
+    finally:
+        pm_log.setLevel(level)
     with model:
-        approx = pm.fit(
-            max_iter,
-            method="advi",
-            obj_optimizer=pm.adam(learning_rate=learning_rate),
-            random_seed=seed,
-            callbacks=[check],
-            progressbar=progress,
-        )
         idata = approx.sample(draws, random_seed=seed, return_inferencedata=True)
     idata = slim_posterior(idata)
     hist = np.asarray(approx.hist)
