@@ -1,4 +1,8 @@
-"""Command-line interface: ``irt-bayes demo | describe | fit | predict | abilities``.
+"""Command-line interface: ``irt-bayes demo | describe | fit | predict | abilities | ...``.
+
+Also ``route`` (an LLM per query by expected utility), ``evaluate`` (cost-accuracy
+sweep on test data), ``report`` (posterior report of a saved router) and ``compare``
+(PSIS-LOO across routers fitted on the same data).
 
 Every user error (bad data, bad spec, bad saved router) prints one line to stderr
 and exits with status 2; output files are written atomically.
@@ -142,6 +146,61 @@ def cmd_abilities(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the posterior report of a saved router (HTML, Markdown, PNG, CSV)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed, even where one exists
+    from irt_bayes.report import build_report
+
+    t0 = time.perf_counter()
+    router = _load_router(args.router, True)
+    data = None
+    if args.data:
+        from irt_bayes.data import load_responses
+
+        data = load_responses(*args.data)
+    out = build_report(router, args.out, data=data)
+    files = [p for p in out.iterdir() if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    _say(
+        f"wrote {out / 'report.html'} and {out / 'report.md'} ({len(files)} files, "
+        f"{size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s"
+    )
+    if data is None:
+        _say("query texts not shown: pass the training data with --data to include them")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare saved routers fitted on the same responses by PSIS-LOO."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from irt_bayes.report import FIGURE_DPI, compare_routers
+
+    if len(args.routers) < 2:
+        raise IrtBayesError("compare needs two or more routers")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise IrtBayesError(f"{out}: exists and is not a directory")
+    table, fig = compare_routers(args.routers, ic=args.ic)
+    _say(_table(table.drop(columns=["scale"], errors="ignore"), "{:.2f}"))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_csv(table.reset_index(), out / "compare.csv")
+        fd, tmp = tempfile.mkstemp(prefix=".compare.png.", suffix=".tmp", dir=out)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, dpi=FIGURE_DPI, facecolor="white", format="png")
+            os.replace(tmp, out / "compare.png")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _say(f"wrote {out / 'compare.csv'} and {out / 'compare.png'}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Simulate a priced pool, fit, predict new queries and print abilities."""
     import numpy as np
@@ -208,6 +267,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_route(args: argparse.Namespace) -> int:
+    """Pick an LLM per query by posterior expected utility."""
+    from irt_bayes.data import load_queries
+    from irt_bayes.routing import route
+
+    router = _load_router(args.router, args.quiet)
+    queries = load_queries(*args.queries)
+    res = route(router, queries, willingness_to_pay=args.willingness_to_pay, alpha=args.alpha,
+                policy=args.policy, budget=args.budget, quantile=args.quantile,
+                seed=args.seed, warmup=args.warmup)
+    _write_csv(res.choices, args.out)
+    counts = res.choices["llm"].value_counts()
+    _say(f"routed {len(res.choices)} queries ({args.policy}): mean expected accuracy "
+         f"{res.mean_accuracy:.3f}, expected cost ${res.total_cost:.4f}"
+         + (f", budget multiplier {res.multiplier:.4g}" if args.budget is not None else ""))
+    _say(_table(counts.rename("queries").to_frame(), "{:.0f}"))
+    _say(f"wrote {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Sweep the cost trade-off on held-out responses and report the metrics."""
+    from irt_bayes.data import load_responses
+    from irt_bayes.evaluation import evaluate_router
+
+    router = _load_router(args.router, args.quiet)
+    test = load_responses(*args.data)
+    table = evaluate_router(router, test, args.out, warmup=args.warmup, policy=args.policy)
+    _say(_table(table, "{:.4f}"))
+    _say(f"wrote metrics.csv, metrics.md, points.csv and pareto.png to {args.out}")
+    return 0
+
+
 # ------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
@@ -270,6 +362,50 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("router", metavar="ROUTER")
     a.add_argument("--out", metavar="A.csv")
     a.set_defaults(func=cmd_abilities)
+
+    rp = sub.add_parser("report", help="posterior report: HTML, Markdown, figures and tables")
+    rp.add_argument("router", metavar="ROUTER")
+    rp.add_argument("--out", required=True, metavar="DIR", help="directory to write (replaced)")
+    rp.add_argument(
+        "--data",
+        nargs="+",
+        metavar="DATA",
+        help="the training response files, to show query texts (a saved router keeps ids)",
+    )
+    rp.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("compare", help="compare routers fitted on the same data by PSIS-LOO")
+    c.add_argument("routers", nargs="+", metavar="ROUTER")
+    c.add_argument("--out", metavar="DIR", help="write compare.csv and compare.png here")
+    c.add_argument("--ic", choices=["loo", "waic"], default="loo")
+    c.set_defaults(func=cmd_compare)
+    ro = sub.add_parser("route", help="choose an LLM per query (expected utility)")
+    ro.add_argument("router", metavar="ROUTER")
+    ro.add_argument("queries", nargs="+", metavar="QUERIES")
+    knob = ro.add_mutually_exclusive_group(required=True)
+    knob.add_argument("--willingness-to-pay", type=float, metavar="USD",
+                      help="USD per unit of accuracy: utility = E[acc] - X * cost")
+    knob.add_argument("--alpha", type=float, metavar="A",
+                      help="IRT-Router form: A * E[acc] - (1 - A) * cost / max cost")
+    ro.add_argument("--policy", default="expected-utility",
+                    choices=["expected-utility", "risk-averse", "prob-best", "thompson"])
+    ro.add_argument("--quantile", type=float, default=0.1, help="risk-averse quantile (0.1)")
+    ro.add_argument("--budget", type=float, metavar="USD", help="total USD for the batch")
+    ro.add_argument("--warmup", choices=["irt-router", "knn-residual"])
+    ro.add_argument("--seed", type=int, default=0)
+    ro.add_argument("--out", required=True, metavar="D.csv")
+    ro.add_argument("--quiet", action="store_true")
+    ro.set_defaults(func=cmd_route)
+
+    ev = sub.add_parser("evaluate", help="cost-accuracy sweep and calibration on test data")
+    ev.add_argument("router", metavar="ROUTER")
+    ev.add_argument("data", nargs="+", metavar="TESTDATA")
+    ev.add_argument("--out", required=True, metavar="DIR")
+    ev.add_argument("--policy", default="expected-utility",
+                    choices=["expected-utility", "risk-averse"])
+    ev.add_argument("--warmup", choices=["irt-router", "knn-residual"])
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
     return p
 
 
