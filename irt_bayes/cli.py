@@ -383,8 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("router", metavar="ROUTER")
     ro.add_argument("queries", nargs="+", metavar="QUERIES")
     knob = ro.add_mutually_exclusive_group(required=True)
-    knob.add_argument("--willingness-to-pay", type=float, metavar="USD",
-                      help="USD per unit of accuracy: utility = E[acc] - X * cost")
+    knob.add_argument("--willingness-to-pay", type=float, metavar="X",
+                      help="cost weight X: utility = E[acc] - X * cost (larger is thriftier)")
     knob.add_argument("--alpha", type=float, metavar="A",
                       help="IRT-Router form: A * E[acc] - (1 - A) * cost / max cost")
     ro.add_argument("--policy", default="expected-utility",

@@ -2,8 +2,9 @@
 
 Utility trades accuracy against cost in one of two forms:
 
-* willingness to pay ``lam`` (USD per unit of accuracy, as RouterBench):
-  ``U = A - lam * cost``;
+* RouterBench's willingness-to-pay form with cost weight ``lam`` (per USD):
+  ``U = A - lam * cost``; a larger ``lam`` buys cheaper LLMs, and ``1 / lam`` is the
+  USD one is willing to pay for one unit of accuracy;
 * IRT-Router's form with ``alpha`` in [0, 1]:
   ``U = alpha * A - (1 - alpha) * cost / max_cost`` (max over the LLMs for that query).
 
@@ -371,7 +372,8 @@ def route(
         (query, LLM) (see :func:`token_costs`), or a fitted :class:`QueryCostModel`.
         Default: the LLMs' mean cost per query in the training data.
     willingness_to_pay : float, optional
-        USD the user pays per unit of accuracy: utility ``A - lam * cost``.
+        Cost weight ``lam`` of RouterBench's utility ``A - lam * cost`` (larger is
+        thriftier; ``1 / lam`` USD buys one unit of accuracy).
     alpha : float, optional
         IRT-Router trade-off: utility ``alpha * A - (1 - alpha) * cost / max_cost``.
     policy : str
