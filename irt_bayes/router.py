@@ -66,7 +66,7 @@ class IRTRouter:
     method : {"advi", "nuts"}, default "advi"
         Inference method.
     draws, tune, chains : int
-        NUTS settings (``draws`` is also the number of ADVI draws kept).
+        NUTS settings per chain; ADVI keeps ``max(draws, 1000)`` draws of its approximation.
     max_iter : int
         ADVI iteration cap.
     minibatch_size : int, optional
