@@ -367,11 +367,8 @@ def evaluate_router(
     pandas.DataFrame
         The table of :func:`evaluate`.
     """
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     from irt_bayes.errors import IrtBayesError
+    from irt_bayes.persistence import atomic_directory
 
     if policy not in ("expected-utility", "risk-averse"):
         raise IrtBayesError(f"evaluate sweeps 'expected-utility' or 'risk-averse', not {policy!r}")
@@ -388,23 +385,12 @@ def evaluate_router(
     )
     table, points = evaluate({name: scores.to_numpy()}, evalset)
     if out_dir is not None:
-        out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        try:
+        with atomic_directory(out_dir) as tmp:
             table.to_csv(tmp / "metrics.csv", index_label="router")
             (tmp / "metrics.md").write_text(table.to_markdown(floatfmt=".4f") + "\n")
-            pd.concat({k: v for k, v in points.items()}, names=["router", "i"]).to_csv(
-                tmp / "points.csv"
-            )
+            pd.concat(dict(points), names=["router", "i"]).to_csv(tmp / "points.csv")
             fig = pareto_plot(
                 points, single_llm_points(evalset), title=f"{name} on {test.source}"[:120]
             )
             fig.savefig(tmp / "pareto.png", dpi=110)
-            if out.exists():
-                shutil.rmtree(out)
-            tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return table

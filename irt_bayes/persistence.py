@@ -15,11 +15,13 @@ into place, so an interrupted save never leaves a half-written router.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +38,7 @@ from irt_bayes.spec import ModelSpec
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
 
-__all__ = ["FORMAT_VERSION", "save_router", "load_router", "package_version"]
+__all__ = ["FORMAT_VERSION", "atomic_directory", "save_router", "load_router", "package_version"]
 
 FORMAT_VERSION = 1
 _FILES = ("router.json", "posterior.nc", "arrays.npz")
@@ -56,6 +58,45 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Write a directory under a temporary name beside ``path``, then swap it in.
+
+    Yields the temporary directory to fill. On success it replaces ``path`` (an
+    existing directory is moved aside first and removed after); on any error the
+    temporary directory is removed and ``path`` is left as it was.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "out"
+    >>> with atomic_directory(target) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("done")
+    >>> (target / "a.txt").read_text()
+    'done'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    # mkdtemp makes the folder private (0700); saved outputs are meant to be shared.
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
@@ -99,8 +140,7 @@ def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
         "warmup": router.warmup_weights_,
         "diagnostics": router.diagnostics_.to_dict(),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_directory(path) as tmp:
         (tmp / "router.json").write_text(json.dumps(meta, indent=2, default=_json_default))
         router.idata_.to_netcdf(str(tmp / "posterior.nc"), engine="h5netcdf")
         arrays = {f"features_{k}": v for k, v in router.features_.to_arrays().items()}
@@ -111,17 +151,6 @@ def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
             else np.zeros(0, np.int64)
         )
         np.savez_compressed(tmp / "arrays.npz", **arrays)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -52,8 +52,6 @@ import contextlib
 import html
 import logging
 import os
-import shutil
-import tempfile
 import textwrap
 import time
 import warnings
@@ -72,6 +70,7 @@ from scipy.special import expit
 
 from irt_bayes.data import ResponseData, load_responses
 from irt_bayes.errors import IrtBayesError
+from irt_bayes.persistence import atomic_directory
 
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
@@ -1857,12 +1856,7 @@ def build_report(
     skills = _skills(router)
     multi = len(skills) > 1 and "discrimination" in router.idata_.posterior
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        # mkdtemp makes the folder private (0700); a report is meant to be shared or served.
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)
+    with atomic_directory(out) as tmp:
         figures: dict[str, Figure] = {
             "abilities.png": plot_abilities(router, hdi_prob),
             "beat_probability.png": plot_beat_probability(beat),
@@ -1929,17 +1923,6 @@ def build_report(
             + "\n</body></html>\n"
         )
         (tmp / "report.html").write_text(page, encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

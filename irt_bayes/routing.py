@@ -238,6 +238,14 @@ def _cost_weight(
     return np.full((n, 1), alpha), (1.0 - alpha) / np.where(max_c > 0, max_c, 1.0)
 
 
+def _prob_best(
+    draws: np.ndarray, cost: np.ndarray, acc_weight: np.ndarray, cost_weight: np.ndarray
+) -> np.ndarray:
+    """(n, J) share of posterior draws in which each LLM has the highest utility."""
+    best = (acc_weight[None] * draws - cost_weight[None] * cost[None]).argmax(axis=2)
+    return (best[:, :, None] == np.arange(draws.shape[2])[None, None, :]).mean(axis=0)
+
+
 def choose(
     draws: np.ndarray,
     cost: np.ndarray,
@@ -287,10 +295,7 @@ def choose(
         score = draws.mean(axis=0)
     util = acc_weight * score - cost_weight * cost
     if policy == "prob-best":
-        u_s = acc_weight[None] * draws - cost_weight[None] * cost[None]
-        best = u_s.argmax(axis=2)  # (S, n)
-        J = draws.shape[2]
-        prob = (best[:, :, None] == np.arange(J)[None, None, :]).mean(axis=0)
+        prob = _prob_best(draws, cost, acc_weight, cost_weight)
         return prob.argmax(axis=1), score, prob
     return util.argmax(axis=1), score, util
 
@@ -425,9 +430,7 @@ def route(
     )
     mean = p.mean(axis=0)
     lo, hi = np.quantile(p, [(1 - HDI_PROB) / 2, 1 - (1 - HDI_PROB) / 2], axis=0)
-    u_s = acc_w[None] * p - (cost_w + mu)[None] * cost[None]
-    best = u_s.argmax(axis=2)
-    prob_best = (best[:, :, None] == np.arange(len(llms))[None, None, :]).mean(axis=0)
+    prob_best = _prob_best(p, cost, acc_w, cost_w + mu)
     n, J = mean.shape
     chosen = np.zeros((n, J), bool)
     chosen[np.arange(n), choice] = True
