@@ -356,6 +356,14 @@ def build_model(
             g_z = pm.ZeroSumNormal("gamma_z", sigma=1.0, dims=("dataset", "llm"), n_zerosum_axes=2)
             gamma = pm.Deterministic("gamma", tau_g * g_z, dims=("dataset", "llm"))
 
+        # --- LLM-specific embedding slopes: the full-rank version of the MIRT term
+        # x_i W_a theta_j, zero-sum over LLMs so they cannot move the difficulty slopes.
+        slopes = None
+        if spec.llm_slopes and n_feat:
+            tau_w = pm.HalfNormal("tau_w", p.slope_scale)
+            w_z = pm.ZeroSumNormal("w_z", sigma=1.0, dims=("feature", "llm"))
+            slopes = pm.Deterministic("llm_slopes", tau_w * w_z, dims=("feature", "llm"))
+
         # --- likelihood
         qi, li, y, n = design.query_idx, design.llm_idx, design.y, design.trials
         if minibatch_size is None and design.density >= DENSE_MIN_DENSITY:
@@ -368,6 +376,8 @@ def build_model(
                 eta = pt.dot(a, theta.T) - b[:, None]
             if gamma is not None:
                 eta = eta + gamma[design.dataset_idx]
+            if slopes is not None:
+                eta = eta + pt.dot(X, slopes)
             if design.likelihood == "binomial":
                 pm.CustomDist("y", eta, n, mask, logp=_binomial_logp_masked, observed=y)
             else:
@@ -386,6 +396,8 @@ def build_model(
             eta = (a[qi] * theta[li]).sum(axis=-1) - b[qi]
         if gamma is not None:
             eta = eta + gamma[pt.as_tensor(design.dataset_idx)[qi], li]
+        if slopes is not None:
+            eta = eta + (pt.as_tensor(X)[qi] * slopes.T[li]).sum(axis=-1)
         if design.likelihood == "binomial":
             pm.CustomDist("y", eta, n, logp=_binomial_logp, observed=y, total_size=total)
         else:

@@ -77,6 +77,7 @@ class PosteriorParams:
     resid_a: np.ndarray | None  # (S, Q, K) training residuals of the discrimination's logit
     gamma: np.ndarray | None = None  # (S, D, J) LLM x dataset ability offsets
     tau_gamma: np.ndarray | None = None  # (S,)
+    llm_slopes: np.ndarray | None = None  # (S, F, J) LLM-specific embedding slopes
 
     @property
     def n_samples(self) -> int:
@@ -160,6 +161,7 @@ class PosteriorParams:
             resid_a=resid_a,
             gamma=get("gamma", ("dataset", "llm")),
             tau_gamma=get("tau_gamma"),
+            llm_slopes=get("llm_slopes", ("feature", "llm")),
         )
 
 
@@ -264,5 +266,7 @@ def predict_draws(
         eta = np.einsum("snk,sjk->snj", a, params.theta) - loc_b[:, :, None]
     if offset is not None:
         eta = eta + offset
+    if params.llm_slopes is not None:
+        eta = eta + np.einsum("nf,sfj->snj", features, params.llm_slopes)
     v = np.broadcast_to(v_res, (S, n))[:, :, None]
     return 1.0 / (1.0 + np.exp(-eta / np.sqrt(1.0 + _PROBIT * v)))

@@ -418,6 +418,10 @@ class IRTRouter:
         if "gamma" in post and "dataset_idx" in const:
             g = post["gamma"].transpose("chain", "draw", "dataset", "llm").to_numpy()
             eta = eta + g[:, :, const["dataset_idx"].to_numpy()[qi], li]
+        if "llm_slopes" in post:
+            w = post["llm_slopes"].transpose("chain", "draw", "feature", "llm").to_numpy()
+            x = self.features_.transform(self.train_embeddings_)[qi]  # (obs, F)
+            eta = eta + np.einsum("of,cdfo->cdo", x, w[:, :, :, li])
         if "trials" in const:
             from irt_bayes.model import log_choose
 

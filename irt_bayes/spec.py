@@ -16,6 +16,7 @@ key                    default      meaning
 ``embedding_dims``     ``24``       PCA components of the query embedding (0: none)
 ``dataset_level``      ``true``     partially pooled mean difficulty per ``dataset``
 ``dataset_abilities``  ``true``     LLM x dataset ability offsets, shrunk to zero
+``llm_slopes``         ``false``    LLM-specific embedding slopes, shrunk to zero
 ``llm_groups``         ``true``     pool abilities by provider prefix (``org/model``)
 ``likelihood``         ``"auto"``   ``auto``, ``bernoulli``, ``binomial``, ``fractional``
 ``noncentered``        ``true``     non-centered parameterization of every residual
@@ -85,6 +86,7 @@ class ModelSpec:
     embedding_dims: int = 24
     dataset_level: bool = True
     dataset_abilities: bool = True
+    llm_slopes: bool = False
     llm_groups: bool = True
     likelihood: Likelihood = "auto"
     noncentered: bool = True
@@ -109,7 +111,13 @@ class ModelSpec:
                 f"spec {self.name!r}: 'embedding_dims' must be an integer >= 0, "
                 f"got {self.embedding_dims!r}"
             )
-        for key in ("dataset_level", "dataset_abilities", "llm_groups", "noncentered"):
+        for key in (
+            "dataset_level",
+            "dataset_abilities",
+            "llm_slopes",
+            "llm_groups",
+            "noncentered",
+        ):
             if not isinstance(getattr(self, key), bool):
                 value = getattr(self, key)
                 raise SpecError(f"spec {self.name!r}: {key!r} must be true or false, got {value!r}")

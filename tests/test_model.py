@@ -319,10 +319,11 @@ def test_model_logp_and_gradient_finite_at_huge_eta(score_type, missing_rate):
         np.testing.assert_allclose(_grad_of(model, grad, point, "mu_b"), expected_g, rtol=1e-8)
 
 
+@pytest.mark.parametrize("llm_slopes", [False, True], ids=["2pl", "2pl+llm-slopes"])
 @pytest.mark.parametrize("score_type", ["binary", "binomial"])
-def test_dense_and_indexed_likelihoods_agree(score_type, monkeypatch):
+def test_dense_and_indexed_likelihoods_agree(score_type, llm_slopes, monkeypatch):
     pool = simulate_pool(30, 5, seed=6, score_type=score_type, missing_rate=0.3)
-    spec = load_spec("2pl")
+    spec = load_spec("2pl").replace(llm_slopes=llm_slopes)
     design = _design(pool, spec)
     assert design.density >= model_mod.DENSE_MIN_DENSITY
     dense = build_model(spec, design)

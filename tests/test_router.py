@@ -12,7 +12,7 @@ import xarray as xr
 from scipy import stats
 from scipy.special import expit, logsumexp
 
-from irt_bayes import DataError, IrtBayesError, IRTRouter, ResponseData
+from irt_bayes import DataError, IrtBayesError, IRTRouter, ResponseData, load_spec, simulate_pool
 
 PREDICT_COLUMNS = ["query_id", "llm", "p_mean", "p_sd", "p_low", "p_high"]
 
@@ -273,3 +273,35 @@ def test_fit_accepts_response_data_and_precomputed_embeddings():
     assert p.sizes["draw"] == 1000  # ADVI keeps at least 1000 draws
     with pytest.raises(DataError):
         router.predict_proba(["a"], embeddings=np.ones((1, 384), np.float32))
+
+
+def test_log_likelihood_includes_llm_slopes(encoder):
+    pool = simulate_pool(40, 4, seed=12)
+    spec = load_spec("2pl").replace(llm_slopes=True, embedding_dims=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        router = IRTRouter(spec, encoder=encoder, progress=False, max_iter=300).fit(pool.responses)
+    post = router.idata_.posterior.isel(chain=0, draw=3)
+    const = router.idata_.constant_data
+    qi, li = const["query_idx"].to_numpy(), const["llm_idx"].to_numpy()
+    d = const["dataset_idx"].to_numpy()
+    x = router.features_.transform(router.train_embeddings_)
+    w = post["llm_slopes"].transpose("feature", "llm").to_numpy()
+    eta = (
+        post["discrimination"].sel(skill="s0").to_numpy()[qi]
+        * post["theta"].sel(skill="s0").to_numpy()[li]
+        - post["difficulty"].to_numpy()[qi]
+        + post["gamma"].transpose("dataset", "llm").to_numpy()[d[qi], li]
+        + (x @ w)[qi, li]
+    )
+    y = router.idata_.observed_data["y"].to_numpy()
+    expected = stats.bernoulli.logpmf(y, expit(eta))
+    got = router.log_likelihood().isel(chain=0, draw=3).to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    # and prediction uses the slopes: zeroing them changes P for the training queries
+    p = router.predict_proba(pool.queries.head(5)).mean("draw")
+    params = router.params_
+    router._params = type(params)(
+        **{**params.__dict__, "llm_slopes": np.zeros_like(params.llm_slopes)}
+    )
+    assert not np.allclose(router.predict_proba(pool.queries.head(5)).mean("draw"), p)
