@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the selected parts and write ``benchmarks/results/routing.md``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="1,2,3")
-    ap.add_argument("--models", default="mirt-2", help="comma-separated irt-bayes specs")
+    ap.add_argument("--models", default="2pl,mirt-2", help="comma-separated irt-bayes specs")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if not DATA.is_dir():
