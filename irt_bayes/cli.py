@@ -241,25 +241,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _say(_table(ab, "{:.4g}"))
     _say(f"   correlation with truth r = {r:.3f}; 94% intervals cover {cover:.0%} of true values")
 
+    from irt_bayes.routing import route
+
     new = pd.DataFrame(DEMO_QUERIES, columns=["query_id", "query", "dataset"])
-    pred = router.predict(new)
-    best = pred.loc[pred.groupby("query_id")["p_mean"].idxmax()]
-    prices = router.prices_
     _say(
-        "\n4. New queries: best LLM by posterior mean P(correct), and the cheapest LLM whose "
-        "mean is within 0.05 of it"
+        "\n4. Routing new queries by posterior expected utility E[acc] - lam * cost "
+        "(lam = 0: best LLM; lam = 20: thrifty; risk-averse: 10% quantile of accuracy)"
     )
+    runs = {
+        "lam=0": route(router, new, willingness_to_pay=0.0),
+        "lam=20": route(router, new, willingness_to_pay=20.0),
+        "lam=20 risk-averse": route(router, new, willingness_to_pay=20.0, policy="risk-averse"),
+    }
     for qid, text, _ in DEMO_QUERIES:
-        rows = pred[pred.query_id == qid].set_index("llm")
-        top = best.set_index("query_id").loc[qid]
-        ok = rows[rows.p_mean >= top.p_mean - 0.05]
-        cheap = prices.reindex(ok.index).idxmin()
         _say(f"   {text[:70]!r}")
-        _say(
-            f"      best {top.llm}: {top.p_mean:.2f} [{top.p_low:.2f}, {top.p_high:.2f}] "
-            f"${prices[top.llm]:.5f}/query; value pick {cheap}: "
-            f"{rows.loc[cheap, 'p_mean']:.2f} ${prices[cheap]:.5f}/query"
-        )
+        for label, res in runs.items():
+            c = res.choices.set_index("query_id").loc[qid]
+            row = res.table[(res.table.query_id == qid) & res.table.chosen].iloc[0]
+            _say(
+                f"      {label:<19} {c.llm:<14} P(correct) {c.expected_accuracy:.2f} "
+                f"[{row.accuracy_low:.2f}, {row.accuracy_high:.2f}]  ${c.expected_cost:.5f}"
+            )
     if args.out:
         router.save(args.out)
         _say(f"\nSaved the router to {args.out} (try: irt-bayes abilities {args.out})")
@@ -274,14 +276,24 @@ def cmd_route(args: argparse.Namespace) -> int:
 
     router = _load_router(args.router, args.quiet)
     queries = load_queries(*args.queries)
-    res = route(router, queries, willingness_to_pay=args.willingness_to_pay, alpha=args.alpha,
-                policy=args.policy, budget=args.budget, quantile=args.quantile,
-                seed=args.seed, warmup=args.warmup)
+    res = route(
+        router,
+        queries,
+        willingness_to_pay=args.willingness_to_pay,
+        alpha=args.alpha,
+        policy=args.policy,
+        budget=args.budget,
+        quantile=args.quantile,
+        seed=args.seed,
+        warmup=args.warmup,
+    )
     _write_csv(res.choices, args.out)
     counts = res.choices["llm"].value_counts()
-    _say(f"routed {len(res.choices)} queries ({args.policy}): mean expected accuracy "
-         f"{res.mean_accuracy:.3f}, expected cost ${res.total_cost:.4f}"
-         + (f", budget multiplier {res.multiplier:.4g}" if args.budget is not None else ""))
+    _say(
+        f"routed {len(res.choices)} queries ({args.policy}): mean expected accuracy "
+        f"{res.mean_accuracy:.3f}, expected cost ${res.total_cost:.4f}"
+        + (f", budget multiplier {res.multiplier:.4g}" if args.budget is not None else "")
+    )
     _say(_table(counts.rename("queries").to_frame(), "{:.0f}"))
     _say(f"wrote {args.out}")
     return 0
@@ -383,12 +395,23 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("router", metavar="ROUTER")
     ro.add_argument("queries", nargs="+", metavar="QUERIES")
     knob = ro.add_mutually_exclusive_group(required=True)
-    knob.add_argument("--willingness-to-pay", type=float, metavar="X",
-                      help="cost weight X: utility = E[acc] - X * cost (larger is thriftier)")
-    knob.add_argument("--alpha", type=float, metavar="A",
-                      help="IRT-Router form: A * E[acc] - (1 - A) * cost / max cost")
-    ro.add_argument("--policy", default="expected-utility",
-                    choices=["expected-utility", "risk-averse", "prob-best", "thompson"])
+    knob.add_argument(
+        "--willingness-to-pay",
+        type=float,
+        metavar="X",
+        help="cost weight X: utility = E[acc] - X * cost (larger is thriftier)",
+    )
+    knob.add_argument(
+        "--alpha",
+        type=float,
+        metavar="A",
+        help="IRT-Router form: A * E[acc] - (1 - A) * cost / max cost",
+    )
+    ro.add_argument(
+        "--policy",
+        default="expected-utility",
+        choices=["expected-utility", "risk-averse", "prob-best", "thompson"],
+    )
     ro.add_argument("--quantile", type=float, default=0.1, help="risk-averse quantile (0.1)")
     ro.add_argument("--budget", type=float, metavar="USD", help="total USD for the batch")
     ro.add_argument("--warmup", choices=["irt-router", "knn-residual"])
@@ -401,8 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("router", metavar="ROUTER")
     ev.add_argument("data", nargs="+", metavar="TESTDATA")
     ev.add_argument("--out", required=True, metavar="DIR")
-    ev.add_argument("--policy", default="expected-utility",
-                    choices=["expected-utility", "risk-averse"])
+    ev.add_argument(
+        "--policy", default="expected-utility", choices=["expected-utility", "risk-averse"]
+    )
     ev.add_argument("--warmup", choices=["irt-router", "knn-residual"])
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
