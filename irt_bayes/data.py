@@ -85,6 +85,16 @@ def _row_ref(df: pd.DataFrame, pos: int) -> str:
     return " ".join(parts)
 
 
+def _first_conflict(df: pd.DataFrame, keys: str | list[str], cols: list[str]) -> object:
+    """First key (in row order) whose rows disagree on any of ``cols``; None if none."""
+    dup = df.duplicated(keys, keep=False)
+    if not dup.any():
+        return None
+    n = df[dup].groupby(keys, sort=False)[cols].nunique()
+    bad = n.index[(n > 1).any(axis=1)]
+    return bad[0] if len(bad) else None
+
+
 def _file_kind(path: Path) -> str:
     name = path.name.lower()
     for comp in _COMPRESSIONS:
@@ -302,25 +312,21 @@ def _validate_tidy(df: pd.DataFrame, source: str) -> pd.DataFrame:
         if col in df.columns:
             df[col] = df[col].fillna("").astype(str)
 
-    texts = df.groupby("query_id", sort=False)["query"].nunique()
-    if (texts > 1).any():
-        qid = texts.index[texts > 1][0]
+    qid = _first_conflict(df, "query_id", ["query"])
+    if qid is not None:
         raise DataError(f"query_id {qid!r} has more than one distinct 'query' text", source=source)
 
-    dup = df.duplicated(["query_id", "llm"], keep=False)
-    if dup.any():
-        value_cols = [c for c in ("score", "cost", "trials") if c in df.columns]
-        groups = df[dup].groupby(["query_id", "llm"], sort=False)[value_cols].nunique()
-        conflicting = groups[(groups > 1).any(axis=1)]
-        if len(conflicting):
-            qid, llm = conflicting.index[0]
-            rows = np.flatnonzero(((df["query_id"] == qid) & (df["llm"] == llm)).to_numpy()) + 1
-            raise DataError(
-                f"conflicting duplicate rows for (query_id={qid!r}, llm={llm!r}) at "
-                f"rows {', '.join(map(str, rows))}",
-                source=source,
-            )
-        df = df.drop_duplicates(["query_id", "llm"]).reset_index(drop=True)
+    value_cols = [c for c in ("score", "cost", "trials") if c in df.columns]
+    conflict = _first_conflict(df, ["query_id", "llm"], value_cols)
+    if conflict is not None:
+        qid, llm = conflict
+        rows = np.flatnonzero(((df["query_id"] == qid) & (df["llm"] == llm)).to_numpy()) + 1
+        raise DataError(
+            f"conflicting duplicate rows for (query_id={qid!r}, llm={llm!r}) at "
+            f"rows {', '.join(map(str, rows))}",
+            source=source,
+        )
+    df = df.drop_duplicates(["query_id", "llm"]).reset_index(drop=True)
     return df.drop(columns=_FILE_ROW, errors="ignore")
 
 
@@ -593,28 +599,23 @@ class ResponseData:
             frames.append(f)
         allrows = pd.concat(frames, ignore_index=True)
         sources = " + ".join(p.source for p in parts)
-        for key, col, what in (("query_id", "query", "text"),):
-            n = allrows.groupby(key, sort=False)[col].nunique()
-            if (n > 1).any():
-                qid = n.index[n > 1][0]
-                files = allrows.loc[allrows[key] == qid, "_source"].unique()
-                raise DataError(
-                    f"query_id {qid!r} has a different {what} in {' and '.join(files)}",
-                    source=sources,
-                )
+        qid = _first_conflict(allrows, "query_id", ["query"])
+        if qid is not None:
+            files = allrows.loc[allrows["query_id"] == qid, "_source"].unique()
+            raise DataError(
+                f"query_id {qid!r} has a different text in {' and '.join(files)}",
+                source=sources,
+            )
         value_cols = [c for c in ("score", "cost", "trials") if c in allrows]
-        dup = allrows.duplicated(["query_id", "llm"], keep=False)
-        if dup.any():
-            g = allrows[dup].groupby(["query_id", "llm"], sort=False)[value_cols].nunique()
-            bad = g[(g > 1).any(axis=1)]
-            if len(bad):
-                qid, llm = bad.index[0]
-                files = allrows.loc[(allrows.query_id == qid) & (allrows.llm == llm), "_source"]
-                raise DataError(
-                    f"conflicting duplicate rows for (query_id={qid!r}, "
-                    f"llm={llm!r}) in {' and '.join(files.unique())}",
-                    source=sources,
-                )
+        conflict = _first_conflict(allrows, ["query_id", "llm"], value_cols)
+        if conflict is not None:
+            qid, llm = conflict
+            files = allrows.loc[(allrows.query_id == qid) & (allrows.llm == llm), "_source"]
+            raise DataError(
+                f"conflicting duplicate rows for (query_id={qid!r}, "
+                f"llm={llm!r}) in {' and '.join(files.unique())}",
+                source=sources,
+            )
         allrows = allrows.drop_duplicates(["query_id", "llm"]).drop(columns="_source")
         return cls(allrows.reset_index(drop=True), sources)
 
@@ -707,17 +708,13 @@ def load_queries(*paths: PathLike) -> pd.DataFrame:
                 f"(query_id={q['query_id'].iloc[pos]!r})",
                 source=src,
             )
-        n = q.groupby("query_id", sort=False)["query"].nunique()
-        if (n > 1).any():
-            raise DataError(
-                f"query_id {n.index[n > 1][0]!r} has more than one distinct 'query' text",
-                source=src,
-            )
+        qid = _first_conflict(q, "query_id", ["query"])
+        if qid is not None:
+            raise DataError(f"query_id {qid!r} has more than one distinct 'query' text", source=src)
         frames.append(q.drop_duplicates("query_id"))
     out = pd.concat(frames, ignore_index=True)
-    dup = out.duplicated("query_id", keep=False)
-    if dup.any() and out[dup].groupby("query_id")["query"].nunique().max() > 1:
-        qid = out[dup].groupby("query_id")["query"].nunique().idxmax()
+    qid = _first_conflict(out, "query_id", ["query"])
+    if qid is not None:
         raise DataError(
             f"query_id {qid!r} has a different text in two files",
             source=" + ".join(map(str, paths)),
