@@ -34,8 +34,8 @@ Quantities
 * Abilities are relative to the pool's average LLM (zero-sum), in logits for a query of
   typical discrimination. The ability *on a dataset* adds the LLM x dataset offset (when
   the spec has them) and scales by the dataset's mean discrimination.
-* P(correct) of a training (query, LLM) pair is ``sigmoid(a . theta + gamma - b)`` for
-  each posterior draw, the same expression as the model's likelihood.
+* P(correct) of a training (query, LLM) pair is ``sigmoid(a . (theta + gamma) - b)``
+  for each posterior draw, the same expression as the model's likelihood.
 * *Expected accuracy on the training distribution* of an LLM, for one posterior draw,
   is its mean P(correct) over every training query (answered by it or not). The
   probability that LLM i *beats* LLM j is the share of draws in which i's expected
@@ -241,8 +241,8 @@ def _gamma(router: IRTRouter) -> np.ndarray | None:
 def _posterior_blocks(router: IRTRouter, idx: np.ndarray):  # noqa: ANN202 - generator
     """Yield (theta, b, a, offset) draws in blocks of ``_CHUNK`` samples.
 
-    ``offset`` is the LLM x dataset ability offset of every (query, LLM), (S, Q, L), or
-    None for a model without it.
+    ``offset`` is the logit the LLM x dataset ability offset adds to every (query, LLM),
+    ``sum_k a_ik * gamma_{d(i), j}``, (S, Q, L), or None for a model without it.
     """
     theta = _draws(router, "theta", "llm", "skill")[idx]
     b = _draws(router, "difficulty", "query")[idx]
@@ -253,6 +253,8 @@ def _posterior_blocks(router: IRTRouter, idx: np.ndarray):  # noqa: ANN202 - gen
     for lo in range(0, len(idx), _CHUNK):
         sl = slice(lo, lo + _CHUNK)
         off = None if gamma is None else gamma[idx[sl]][:, d, :]
+        if off is not None and a is not None:
+            off = off * a[sl].sum(axis=2)[:, :, None]
         yield theta[sl], b[sl], None if a is None else a[sl], off
 
 
@@ -449,10 +451,10 @@ def dataset_ability_table(router: IRTRouter, hdi_prob: float = HDI_PROB) -> pd.D
 
     The ability of LLM j on dataset d is the logit it adds, on average over the
     dataset's training queries, before the difficulty is subtracted:
-    ``mean_{i in d}(a_i . theta_j) + gamma_{d, j}``, where ``gamma`` are the LLM x dataset
-    offsets (absent from some specs). Unlike ``theta`` alone it is pinned down by the
-    data whether or not the model has offsets, and it is what separates an LLM that is
-    weak on one dataset but strong on another.
+    ``mean_{i in d}(a_i) . (theta_j + gamma_{d, j})``, where ``gamma`` are the LLM x
+    dataset ability offsets (absent from some specs). Unlike ``theta`` alone it is
+    pinned down by the data whether or not the model has offsets, and it is what
+    separates an LLM that is weak on one dataset but strong on another.
 
     Parameters
     ----------
@@ -464,8 +466,8 @@ def dataset_ability_table(router: IRTRouter, hdi_prob: float = HDI_PROB) -> pd.D
     Returns
     -------
     pandas.DataFrame
-        ``dataset, llm, mean, sd, hdi_low, hdi_high, offset`` (posterior mean of
-        ``gamma``, 0 without offsets), datasets in posterior order.
+        ``dataset, llm, mean, sd, hdi_low, hdi_high, offset`` (posterior mean of the
+        logit ``gamma`` adds, 0 without offsets), datasets in posterior order.
 
     See Also
     --------
@@ -490,7 +492,7 @@ def dataset_ability_table(router: IRTRouter, hdi_prob: float = HDI_PROB) -> pd.D
     if gamma is not None:
         # gamma's dataset coord is the posterior's; map it onto the labels used here
         pos = pd.Index([str(d) for d in router.idata_.posterior["dataset"].to_numpy()])
-        offset = gamma[:, pos.get_indexer(datasets), :]
+        offset = a_d.sum(axis=2)[:, :, None] * gamma[:, pos.get_indexer(datasets), :]
         ability = ability + offset
     hdi = _hdi(ability, hdi_prob)
     D, L = ability.shape[1:]
@@ -1227,7 +1229,8 @@ def plot_icc(
         t_llm = theta_mean @ u
         if gamma is not None:  # each LLM's offset on this query's dataset, in ability units
             # median: a draw with a discrimination near 0 sends offset / slope far away
-            t_llm = t_llm + np.median(gamma[:, dq[q], :] / slope[:, None], axis=0)
+            load = np.ones(len(b)) if a_all is None else a_all[:, q, :].sum(axis=1)
+            t_llm = t_llm + np.median(gamma[:, dq[q], :] * (load / slope)[:, None], axis=0)
         centre = float(np.median(b / slope))
         lo = max(min(t_llm.min(), centre) - 1.5, -10.0)
         hi = min(max(t_llm.max(), centre) + 1.5, 10.0)

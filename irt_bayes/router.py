@@ -417,7 +417,8 @@ class IRTRouter:
             eta = theta[:, :, li, 0] - b[:, :, qi]
         if "gamma" in post and "dataset_idx" in const:
             g = post["gamma"].transpose("chain", "draw", "dataset", "llm").to_numpy()
-            eta = eta + g[:, :, const["dataset_idx"].to_numpy()[qi], li]
+            off = g[:, :, const["dataset_idx"].to_numpy()[qi], li]
+            eta = eta + (off * a[:, :, qi, :].sum(-1) if "discrimination" in post else off)
         if "llm_slopes" in post:
             w = post["llm_slopes"].transpose("chain", "draw", "feature", "llm").to_numpy()
             x = self.features_.transform(self.train_embeddings_)[qi]  # (obs, F)

@@ -78,15 +78,16 @@ def _direct_p(router: IRTRouter) -> np.ndarray:
     post = router.idata_.posterior.stack(sample=("chain", "draw"))
     theta = post["theta"].transpose("sample", "llm", "skill").to_numpy()
     b = post["difficulty"].transpose("sample", "query").to_numpy()
-    if "discrimination" in post:
-        a = post["discrimination"].transpose("sample", "query", "skill").to_numpy()
-        eta = (a[:, :, None, :] * theta[:, None, :, :]).sum(-1) - b[:, :, None]
-    else:
-        eta = theta[:, None, :, 0] - b[:, :, None]
-    if "gamma" in post:  # LLM x dataset ability offsets
+    ability = theta[:, None, :, :]  # (sample, query, llm, skill)
+    if "gamma" in post:  # LLM x dataset ability offsets, added to every skill
         g = post["gamma"].transpose("sample", "dataset", "llm").to_numpy()
         d = router.idata_.constant_data["dataset_idx"].to_numpy()
-        eta = eta + g[:, d, :]
+        ability = ability + g[:, d, :, None]
+    if "discrimination" in post:
+        a = post["discrimination"].transpose("sample", "query", "skill").to_numpy()
+        eta = (a[:, :, None, :] * ability).sum(-1) - b[:, :, None]
+    else:
+        eta = ability[..., 0] - b[:, :, None]
     return expit(eta)
 
 
@@ -135,10 +136,12 @@ def test_dataset_abilities_match_posterior(r2pl: IRTRouter) -> None:
     a = post["discrimination"].transpose("sample", "query", "skill").to_numpy()
     for d in ("coding", "law"):
         g = post["gamma"].sel(dataset=d).transpose("sample", "llm").to_numpy()
-        direct = (a[:, ds == d, :].mean(axis=1)[:, None, :] * theta).sum(-1) + g  # (S, L)
+        a_d = a[:, ds == d, :].mean(axis=1)[:, None, :]  # (S, 1, K)
+        direct = (a_d * (theta + g[:, :, None])).sum(-1)  # (S, L)
         rows = tab[tab["dataset"] == d].set_index("llm").loc[r2pl.llms_]
         np.testing.assert_allclose(rows["mean"], direct.mean(axis=0), rtol=1e-10)
-        np.testing.assert_allclose(rows["offset"], g.mean(axis=0), rtol=1e-10)
+        offset = (a_d.sum(-1) * g).mean(axis=0)
+        np.testing.assert_allclose(rows["offset"], offset, rtol=1e-10)
         hdi = az.hdi(direct[None], hdi_prob=0.94)
         np.testing.assert_allclose(rows[["hdi_low", "hdi_high"]], hdi, rtol=1e-10)
     assert len(tab) == 6 * 5

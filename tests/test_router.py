@@ -203,10 +203,11 @@ def test_log_likelihood_matches_bernoulli(advi_router, sim_pool):
     a = post["discrimination"].sel(skill="s0").to_numpy()
     b = post["difficulty"].to_numpy()
     y = advi_router.idata_.observed_data["y"].to_numpy()
-    eta = a[qi] * theta[li] - b[qi]
-    if "gamma" in post:  # LLM x dataset ability offsets
+    ability = theta[li]
+    if "gamma" in post:  # LLM x dataset ability offsets, scaled by a like the ability
         d = const["dataset_idx"].to_numpy()
-        eta = eta + post["gamma"].transpose("dataset", "llm").to_numpy()[d[qi], li]
+        ability = ability + post["gamma"].transpose("dataset", "llm").to_numpy()[d[qi], li]
+    eta = a[qi] * ability - b[qi]
     expected = stats.bernoulli.logpmf(y, expit(eta))
     np.testing.assert_allclose(ll.isel(chain=0, draw=5).to_numpy(), expected, rtol=1e-9)
 
@@ -289,9 +290,11 @@ def test_log_likelihood_includes_llm_slopes(encoder):
     w = post["llm_slopes"].transpose("feature", "llm").to_numpy()
     eta = (
         post["discrimination"].sel(skill="s0").to_numpy()[qi]
-        * post["theta"].sel(skill="s0").to_numpy()[li]
+        * (
+            post["theta"].sel(skill="s0").to_numpy()[li]
+            + post["gamma"].transpose("dataset", "llm").to_numpy()[d[qi], li]
+        )
         - post["difficulty"].to_numpy()[qi]
-        + post["gamma"].transpose("dataset", "llm").to_numpy()[d[qi], li]
         + (x @ w)[qi, li]
     )
     y = router.idata_.observed_data["y"].to_numpy()
