@@ -12,6 +12,11 @@ Three parts (``--parts 1,2,3``):
 3. Sample efficiency: random subsets of 50/100/200/400 RouterBench train queries
    (3 repeats), evaluated on the full test files (AUC).
 
+irt-bayes models are named ``spec[:key=value...][@method]``: a shipped spec, overrides
+of its keys, and ``advi`` (default) or ``nuts``; e.g. ``mirt-2:dataset_abilities=true``
+or ``2pl@nuts``. Part 3 has its own list (``--small-models``): on a few hundred queries
+NUTS takes about 30 s and gives the full posterior where mean-field ADVI understates it.
+
 Run from the repository root::
 
     python benchmarks/routing.py            # everything (embeds ~17k texts once, cached)
@@ -67,10 +72,29 @@ def _baselines(seed: int) -> list:
     ]
 
 
+def _spec(model: str):  # noqa: ANN202
+    """``spec[:key=value...][@method]``: a shipped spec, spec overrides, the fit method.
+
+    ``mirt-2:dataset_abilities=true@nuts`` is mirt-2 with LLM x dataset offsets, by NUTS.
+    """
+    import json
+
+    from irt_bayes.spec import load_spec
+
+    model, _, method = model.partition("@")
+    name, *overrides = model.split(":")
+    changes = {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        changes[key] = json.loads(value)
+    return load_spec(name).replace(**changes), method or "advi"
+
+
 def _fit_ours(train, emb: np.ndarray, model: str, seed: int):  # noqa: ANN001, ANN202
     from irt_bayes.router import IRTRouter
 
-    return IRTRouter(model, method="advi", seed=seed, progress=False).fit(train, embeddings=emb)
+    spec, method = _spec(model)
+    return IRTRouter(spec, method=method, seed=seed, progress=False).fit(train, embeddings=emb)
 
 
 def _ours_predictions(
@@ -290,22 +314,32 @@ def main(argv: list[str] | None = None) -> int:
     """Run the selected parts and write ``benchmarks/results/routing.md``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="1,2,3")
-    ap.add_argument("--models", default="2pl,mirt-2", help="comma-separated irt-bayes specs")
+    ap.add_argument(
+        "--models",
+        default="2pl,mirt-2,mirt-2:dataset_abilities=true",
+        help="irt-bayes models for parts 1 and 2, comma-separated spec[:key=value][@method]",
+    )
+    ap.add_argument(
+        "--small-models",
+        default="2pl,2pl@nuts,mirt-2:dataset_abilities=true",
+        help="irt-bayes models for part 3 (small training sets, where NUTS is cheap)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if not DATA.is_dir():
         print(f"routing benchmark: no data at {DATA.resolve()}", file=sys.stderr)
         return 2
-    models = args.models.split(",")
+    models = {"1": args.models.split(","), "2": args.models.split(",")}
+    models["3"] = args.small_models.split(",")
     parts = {"1": part_routerbench, "2": part_model7, "3": part_sample_efficiency}
     out = [
         "# Routing benchmark\n",
         f"Command: `python benchmarks/routing.py --parts {args.parts}"
-        f" --models {args.models} --seed {args.seed}`\n",
+        f" --models {args.models} --small-models {args.small_models} --seed {args.seed}`\n",
     ]
     for key in args.parts.split(","):
         t0 = time.perf_counter()
-        text = parts[key](args.seed, models)
+        text = parts[key](args.seed, models[key])
         text += f"\n(part {key}: {time.perf_counter() - t0:.0f} s)\n"
         print(text, flush=True)
         out.append(text)
