@@ -113,8 +113,12 @@ def _ours_predictions(
     return out
 
 
-def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    return df.to_markdown(floatfmt=floatfmt)
+def _md(df: pd.DataFrame, floatfmt: str = ".3f", fine: tuple[str, ...] = ()) -> str:
+    """Markdown table; columns in ``fine`` get one more decimal (close calls)."""
+    if not fine:
+        return df.to_markdown(floatfmt=floatfmt)
+    more = f".{int(floatfmt[1:-1]) + 1}f"
+    return df.to_markdown(floatfmt=[floatfmt] + [more if c in fine else floatfmt for c in df])
 
 
 def part_routerbench(seed: int, models: list[str]) -> str:
@@ -159,7 +163,7 @@ def part_routerbench(seed: int, models: list[str]) -> str:
         f"${best.cost:.4f}/query. `match_cost_share`: cost at which the router first "
         "reaches that accuracy, as a share of its cost. CPT in % of the cost range "
         "from the cheapest to the best LLM.\n\n"
-        + _md(routers.sort_values("auc", ascending=False))
+        + _md(routers.sort_values("auc", ascending=False), fine=("log_loss", "brier", "ece"))
         + "\n\nSingle LLMs:\n\n"
         + _md(singles, ".4f")
         + "\n"
@@ -303,9 +307,9 @@ def part_sample_efficiency(
     return (
         "### Sample efficiency: AUC on the RouterBench test files (mean of "
         f"{repeats} random subsets; sd in the second table)\n\n"
-        + _md(table, ".3f")
+        + _md(table, ".4f")
         + "\n\n"
-        + _md(sd.reindex(table.index), ".3f")
+        + _md(sd.reindex(table.index), ".4f")
         + "\n"
     )
 
