@@ -79,15 +79,16 @@ def _spec(model: str):  # noqa: ANN202
     """
     import json
 
-    from irt_bayes.spec import load_spec
+    from irt_bayes.spec import ModelSpec, load_spec
 
     model, _, method = model.partition("@")
     name, *overrides = model.split(":")
-    changes = {}
+    raw = load_spec(name).to_dict()
     for item in overrides:
         key, _, value = item.partition("=")
-        changes[key] = json.loads(value)
-    return load_spec(name).replace(**changes), method or "advi"
+        raw[key] = json.loads(value)
+    # from_dict names an unknown or ill-typed key, as for a TOML spec
+    return ModelSpec.from_dict(raw, source=model), method or "advi"
 
 
 def _fit_ours(train, emb: np.ndarray, model: str, seed: int):  # noqa: ANN001, ANN202

@@ -265,7 +265,7 @@ def predict_draws(
         a = np.logaddexp(0.0, lin)
         eta = np.einsum("snk,sjk->snj", a, params.theta) - loc_b[:, :, None]
     if offset is not None:
-        eta = eta + (offset if lin is None else a.sum(axis=2)[:, :, None] * offset)
+        eta = eta + (offset if params.sigma_a is None else a.sum(axis=2)[:, :, None] * offset)
     if params.llm_slopes is not None:
         eta = eta + np.einsum("nf,sfj->snj", features, params.llm_slopes)
     v = np.broadcast_to(v_res, (S, n))[:, :, None]
