@@ -145,6 +145,7 @@ def part_routerbench(seed: int, models: list[str]) -> str:
         times[b.name] = time.perf_counter() - t0
     table, points = evaluate(preds, evalset)
     table["fit_s"] = pd.Series(times)
+    evalset = evalset.subset(evalset.complete)  # what evaluate scored
     best = single_llm_points(evalset).sort_values("accuracy").iloc[-1]
     routers = table.loc[[k for k in table.index if not k.startswith("single: ")]]
     singles = table.loc[
@@ -160,7 +161,8 @@ def part_routerbench(seed: int, models: list[str]) -> str:
     fig.savefig(RESULTS / "routing_routerbench.png", dpi=110)
     text = (
         f"### RouterBench arc_challenge + mbpp (train {train.n_queries} queries, test "
-        f"{test.n_queries})\n\nBest single LLM: {best.llm} accuracy {best.accuracy:.3f} at "
+        f"{test.n_queries}, of which {table.attrs['n_queries']} answered by every LLM are "
+        f"scored)\n\nBest single LLM: {best.llm} accuracy {best.accuracy:.3f} at "
         f"${best.cost:.4f}/query. `match_cost_share`: cost at which the router first "
         "reaches that accuracy, as a share of its cost. CPT in % of the cost range "
         "from the cheapest to the best LLM.\n\n"
@@ -274,6 +276,8 @@ def part_sample_efficiency(
     emb_tr = _encode(train.queries["query"].tolist())
     emb_te = _encode(test.queries["query"].tolist())
     evalset = EvalSet.from_data(test, train.llms)
+    complete = evalset.complete  # as in part 1: every router and LLM on the same queries
+    evalset = evalset.subset(complete)
     singles = single_llm_points(evalset)
     lams = lambda_grid(evalset.cost)
     ids = np.array(train.query_ids)
@@ -298,7 +302,7 @@ def part_sample_efficiency(
                 b.fit(sub, e)
                 preds[b.name] = b.predict_proba(test.queries, emb_te)
             for name, p in preds.items():
-                m = sweep_metrics(sweep(p, evalset, lams), singles)
+                m = sweep_metrics(sweep(p[complete], evalset, lams), singles)
                 rows.append({"size": size, "repeat": rep, "router": name, "auc": m["auc"]})
             print(f"  size {size} repeat {rep} done", flush=True)
     df = pd.DataFrame(rows)

@@ -306,7 +306,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     router = _load_router(args.router, args.quiet)
     test = load_responses(*args.data)
-    table = evaluate_router(router, test, args.out, warmup=args.warmup, policy=args.policy)
+    table = evaluate_router(
+        router,
+        test,
+        args.out,
+        warmup=args.warmup,
+        policy=args.policy,
+        complete_cases=not args.all_queries,
+    )
+    if table.attrs["n_dropped"]:
+        _say(
+            f"scored on {table.attrs['n_queries']} queries that every LLM answered; "
+            f"{table.attrs['n_dropped']} others left out (--all-queries keeps them)"
+        )
     _say(_table(table, "{:.4f}"))
     _say(f"wrote metrics.csv, metrics.md, points.csv and pareto.png to {args.out}")
     return 0
@@ -428,6 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy", default="expected-utility", choices=["expected-utility", "risk-averse"]
     )
     ev.add_argument("--warmup", choices=["irt-router", "knn-residual"])
+    ev.add_argument(
+        "--all-queries",
+        action="store_true",
+        help="also score queries some LLMs did not answer (default: only those all answered)",
+    )
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
     return p

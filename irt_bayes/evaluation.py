@@ -5,6 +5,10 @@ P(correct) — and routed by ``argmax_j score_ij - lam * cost_ij`` for a sweep o
 ``lam``; each ``lam`` gives a point (mean cost, mean accuracy) measured on the true
 outcomes. Only LLMs with an observed outcome for a query can be chosen for it.
 
+By default :func:`evaluate` keeps only the queries that every LLM answered, so that
+the routers and each single LLM are scored on the same queries: otherwise a single
+LLM is scored on the queries it answered while a router is charged for the rest.
+
 Metrics (costs in USD per query, accuracy = mean score):
 
 ``auc``
@@ -107,6 +111,27 @@ class EvalSet:
         """(n, J) mask of pairs with an observed outcome."""
         return ~np.isnan(self.y)
 
+    @property
+    def complete(self) -> np.ndarray:
+        """(n,) mask of the queries with an outcome for every LLM the test data covers.
+
+        An LLM without any outcome in the test data is left out of the condition: it
+        cannot be chosen, so it does not make a query incomplete.
+        """
+        avail = self.available
+        return avail[:, avail.any(axis=0)].all(axis=1)
+
+    def subset(self, rows: np.ndarray) -> EvalSet:
+        """The queries selected by the boolean mask or index array ``rows``."""
+        idx = np.arange(self.y.shape[0])[rows]
+        return EvalSet(
+            y=self.y[idx],
+            cost=self.cost[idx],
+            llms=self.llms,
+            query_ids=[self.query_ids[i] for i in idx],
+            datasets=None if self.datasets is None else self.datasets[idx],
+        )
+
 
 def lambda_grid(cost: np.ndarray, n: int = 400) -> np.ndarray:
     """Willingness-to-pay values spanning 'always the most accurate' to 'always cheapest'."""
@@ -197,8 +222,11 @@ def sweep_metrics(points: pd.DataFrame, singles: pd.DataFrame) -> dict[str, floa
     """AUC (AIQ), APGR, CPT(50%), CPT(80%), match-cost share and max accuracy."""
     hx, hy = hull(points)
     c_lo, c_hi = float(singles["cost"].min()), float(singles["cost"].max())
-    grid = np.linspace(c_lo, c_hi, 2001)
-    auc = float(np.trapezoid(_hull_at(hx, hy, grid), grid) / (c_hi - c_lo))
+    if c_hi > c_lo:
+        grid = np.linspace(c_lo, c_hi, 2001)
+        auc = float(np.trapezoid(_hull_at(hx, hy, grid), grid) / (c_hi - c_lo))
+    else:  # every LLM costs the same: the range is a point
+        auc = float(_hull_at(hx, hy, np.array([c_lo]))[0])
     weak = singles.loc[singles["cost"].idxmin()]
     strong = singles.loc[singles["accuracy"].idxmax()]
     gap = float(strong.accuracy - weak.accuracy)
@@ -239,7 +267,11 @@ def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[str, float
 
 
 def evaluate(
-    predictions: Mapping[str, np.ndarray], test: EvalSet, lambdas: np.ndarray | None = None
+    predictions: Mapping[str, np.ndarray],
+    test: EvalSet,
+    lambdas: np.ndarray | None = None,
+    *,
+    complete_cases: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Sweep and score every router, with single LLMs, random and oracle for reference.
 
@@ -249,6 +281,10 @@ def evaluate(
         Router name to (n, J) predicted P(correct) in ``test.llms`` order.
     test : EvalSet
     lambdas : numpy.ndarray, optional
+    complete_cases : bool, default True
+        Score everything on the queries that every LLM answered (see the module
+        docstring). With False, every query counts: routers choose among the LLMs
+        that answered it and each single LLM is scored on the queries it answered.
 
     Returns
     -------
@@ -256,9 +292,25 @@ def evaluate(
         One row per router (and ``oracle``, ``random``, and each single LLM), columns
         ``auc, apgr, cpt50, cpt80, match_cost_share, max_accuracy, log_loss, brier,
         ece`` (calibration only for routers with probabilities).
+        ``table.attrs`` holds ``n_queries`` (scored) and ``n_dropped`` (incomplete).
     points : dict
         Router name to its sweep points (``lam, cost, accuracy``).
+
+    Raises
+    ------
+    DataError
+        With ``complete_cases`` when no query has an outcome for every LLM.
     """
+    n_all = test.y.shape[0]
+    if complete_cases:
+        keep = test.complete
+        if not keep.any():
+            raise DataError(
+                "no test query has an outcome for every LLM the test data covers; "
+                "evaluate with complete_cases=False (CLI: --all-queries)"
+            )
+        test = test.subset(keep)
+        predictions = {k: np.asarray(v)[keep] for k, v in predictions.items()}
     singles = single_llm_points(test)
     lambdas = lambda_grid(test.cost) if lambdas is None else lambdas
     rows, points = {}, {}
@@ -278,6 +330,7 @@ def evaluate(
             "mean_cost": float(s.cost),
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
+    table.attrs.update(n_queries=test.y.shape[0], n_dropped=n_all - test.y.shape[0])
     cols = [
         "auc",
         "apgr",
@@ -290,7 +343,9 @@ def evaluate(
         "ece",
         "mean_cost",
     ]
-    return table.reindex(columns=[c for c in cols if c in table.columns]), points
+    out = table.reindex(columns=[c for c in cols if c in table.columns])
+    out.attrs.update(table.attrs)
+    return out, points
 
 
 def pareto_plot(
@@ -343,6 +398,7 @@ def evaluate_router(
     warmup: str | None = None,
     policy: str = "expected-utility",
     quantile: float = 0.1,
+    complete_cases: bool = True,
 ) -> pd.DataFrame:
     """Evaluate a fitted :class:`~irt_bayes.router.IRTRouter` on held-out responses.
 
@@ -361,6 +417,8 @@ def evaluate_router(
         Accuracy term swept: the posterior mean, or the lower ``quantile``.
     quantile : float
         Quantile of the risk-averse sweep.
+    complete_cases : bool, default True
+        Score only the queries every LLM answered (see :func:`evaluate`).
 
     Returns
     -------
@@ -383,11 +441,23 @@ def evaluate_router(
     name = f"irt-bayes {router.spec_.name}" + (
         f" ({policy})" if policy != "expected-utility" else ""
     )
-    table, points = evaluate({name: scores.to_numpy()}, evalset)
+    table, points = evaluate({name: scores.to_numpy()}, evalset, complete_cases=complete_cases)
+    if complete_cases:
+        evalset = evalset.subset(evalset.complete)
     if out_dir is not None:
         with atomic_directory(out_dir) as tmp:
             table.to_csv(tmp / "metrics.csv", index_label="router")
-            (tmp / "metrics.md").write_text(table.to_markdown(floatfmt=".4f") + "\n")
+            (tmp / "metrics.md").write_text(
+                f"Scored on {table.attrs['n_queries']} test queries"
+                + (
+                    f" ({table.attrs['n_dropped']} left out: not every LLM answered them)"
+                    if table.attrs["n_dropped"]
+                    else ""
+                )
+                + ".\n\n"
+                + table.to_markdown(floatfmt=".4f")
+                + "\n"
+            )
             pd.concat(dict(points), names=["router", "i"]).to_csv(tmp / "points.csv")
             fig = pareto_plot(
                 points, single_llm_points(evalset), title=f"{name} on {test.source}"[:120]

@@ -94,3 +94,40 @@ def test_better_scores_give_better_auc() -> None:
     assert {"random", "single: a", "single: d"} <= set(table.index)
     fig = pareto_plot({k: points[k] for k in ("oracle", "true-p")}, single_llm_points(t))
     assert len(fig.axes[0].lines) >= 2
+
+
+def test_complete_cases_score_routers_and_single_llms_on_the_same_queries() -> None:
+    # q2 was answered by 'strong' only: a router is forced there, the single LLM
+    # 'strong' is not charged for it unless the query is left out.
+    y = np.array([[1.0, 1.0], [0.0, 1.0], [0.0, np.nan], [1.0, 1.0]])
+    cost = np.array([[1.0, 3.0]] * 4)
+    t = EvalSet(y=y, cost=cost, llms=["weak", "strong"], query_ids=list("abcd"))
+    assert t.complete.tolist() == [True, True, False, True]
+    perfect = np.nan_to_num(y)
+    table, points = evaluate({"perfect": perfect}, t)
+    assert table.attrs == {"n_queries": 3, "n_dropped": 1}
+    assert table.loc["single: strong", "max_accuracy"] == 1.0
+    assert table.loc["perfect", "max_accuracy"] == 1.0
+    assert table.loc["perfect", "match_cost_share"] == pytest.approx((1 + 3 + 1) / 3 / 3)
+    every, _ = evaluate({"perfect": perfect}, t, complete_cases=False)
+    assert every.attrs == {"n_queries": 4, "n_dropped": 0}
+    assert every.loc["perfect", "max_accuracy"] == 0.75  # q2 forced to 'weak', wrong
+    assert every.loc["single: strong", "max_accuracy"] == 1.0  # on the 3 it answered
+
+
+def test_an_llm_absent_from_the_test_data_does_not_make_queries_incomplete() -> None:
+    y = np.array([[1.0, np.nan], [0.0, np.nan]])
+    t = EvalSet(y=y, cost=np.ones((2, 2)), llms=["a", "b"], query_ids=["q0", "q1"])
+    assert t.complete.all()
+    assert t.subset(np.array([1])).query_ids == ["q1"]
+
+
+def test_no_complete_query_is_a_clear_error() -> None:
+    from irt_bayes.errors import DataError
+
+    y = np.array([[1.0, np.nan], [np.nan, 0.0]])
+    t = EvalSet(y=y, cost=np.ones((2, 2)), llms=["a", "b"], query_ids=["q0", "q1"])
+    with pytest.raises(DataError, match="complete_cases=False"):
+        evaluate({"r": np.full((2, 2), 0.5)}, t)
+    table, _ = evaluate({"r": np.full((2, 2), 0.5)}, t, complete_cases=False)
+    assert table.attrs["n_queries"] == 2
