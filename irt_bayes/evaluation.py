@@ -21,8 +21,9 @@ Metrics (costs in USD per query, accuracy = mean score):
     RouteLLM's cost-performance threshold: the cost (as % of the cost range from
     weak to strong) at which 50% / 80% of that gap is recovered.
 ``match_cost_share``
-    The lowest cost of a sweep point whose accuracy reaches the best single LLM's,
-    as a share of that LLM's cost (NaN when never reached).
+    The lowest cost at which the hull reaches the best single LLM's accuracy, as a
+    share of that LLM's cost (NaN when never reached); like CPT, it counts mixing two
+    sweep settings.
 ``max_accuracy``
     The highest accuracy of any sweep point.
 ``log_loss``, ``brier``, ``ece``
@@ -244,11 +245,20 @@ def sweep_metrics(points: pd.DataFrame, singles: pd.DataFrame) -> dict[str, floa
             )
     else:
         out.update(apgr=float("nan"), cpt50=float("nan"), cpt80=float("nan"))
-    reach = points[points["accuracy"] >= strong.accuracy - 1e-12]
-    out["match_cost_share"] = (
-        float(reach["cost"].min() / strong.cost) if len(reach) else float("nan")
-    )
+    out["match_cost_share"] = _hull_cost_at(hx, hy, float(strong.accuracy)) / float(strong.cost)
     return out
+
+
+def _hull_cost_at(hx: np.ndarray, hy: np.ndarray, accuracy: float) -> float:
+    """Lowest cost at which the hull reaches ``accuracy`` (NaN when it never does)."""
+    hit = np.flatnonzero(hy >= accuracy - 1e-12)
+    if not hit.size:
+        return float("nan")
+    k = int(hit[0])
+    if k == 0:
+        return float(hx[0])
+    # on the segment before it, by mixing the two settings at its ends
+    return float(np.interp(accuracy, hy[k - 1 : k + 1], hx[k - 1 : k + 1]))
 
 
 def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[str, float]:

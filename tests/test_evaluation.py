@@ -131,3 +131,13 @@ def test_no_complete_query_is_a_clear_error() -> None:
         evaluate({"r": np.full((2, 2), 0.5)}, t)
     table, _ = evaluate({"r": np.full((2, 2), 0.5)}, t, complete_cases=False)
     assert table.attrs["n_queries"] == 2
+
+
+def test_match_cost_is_read_off_the_hull() -> None:
+    # no sweep point sits at the strong LLM's accuracy 0.75; mixing the settings at
+    # (1, 0.5) and (3, 1.0) half and half reaches it at cost 2
+    pts = pd.DataFrame({"cost": [1.0, 3.0], "accuracy": [0.5, 1.0]})
+    singles = pd.DataFrame({"llm": ["weak", "strong"], "cost": [1.0, 4.0], "accuracy": [0.5, 0.75]})
+    assert sweep_metrics(pts, singles)["match_cost_share"] == pytest.approx(2.0 / 4.0)
+    never = pd.DataFrame({"cost": [1.0, 3.0], "accuracy": [0.5, 0.7]})
+    assert np.isnan(sweep_metrics(never, singles)["match_cost_share"])
