@@ -310,8 +310,9 @@ def part_sample_efficiency(
     sd = df.pivot_table(index="router", columns="size", values="auc", aggfunc="std")
     table = table.sort_values(sizes[1], ascending=False)
     return (
-        "### Sample efficiency: AUC on the RouterBench test files (mean of "
-        f"{repeats} random subsets; sd in the second table)\n\n"
+        "### Sample efficiency: AUC on the RouterBench test files (the "
+        f"{int(complete.sum())} queries every LLM answered; mean of {repeats} random "
+        "subsets, sd in the second table)\n\n"
         + _md(table, ".4f")
         + "\n\n"
         + _md(sd.reindex(table.index), ".4f")
@@ -325,12 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parts", default="1,2,3")
     ap.add_argument(
         "--models",
-        default="2pl,mirt-2,mirt-2:dataset_abilities=true",
+        default="2pl,mirt-2:dataset_abilities=true,mirt-2:dataset_abilities=true:embedding_dims=48",
         help="irt-bayes models for parts 1 and 2, comma-separated spec[:key=value][@method]",
     )
     ap.add_argument(
         "--small-models",
-        default="2pl,2pl@nuts,mirt-2:dataset_abilities=true",
+        default="2pl,2pl@nuts",
         help="irt-bayes models for part 3 (small training sets, where NUTS is cheap)",
     )
     ap.add_argument("--seed", type=int, default=0)
