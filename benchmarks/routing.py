@@ -163,8 +163,8 @@ def part_routerbench(seed: int, models: list[str]) -> str:
         f"### RouterBench arc_challenge + mbpp (train {train.n_queries} queries, test "
         f"{test.n_queries}, of which {table.attrs['n_queries']} answered by every LLM are "
         f"scored)\n\nBest single LLM: {best.llm} accuracy {best.accuracy:.3f} at "
-        f"${best.cost:.4f}/query. `match_cost_share`: cost at which the router first "
-        "reaches that accuracy, as a share of its cost. CPT in % of the cost range "
+        f"${best.cost:.4f}/query. `match_cost_share`: cost at which the router's hull "
+        "first reaches that accuracy, as a share of its cost. CPT in % of the cost range "
         "from the cheapest to the best LLM.\n\n"
         + _md(routers.sort_values("auc", ascending=False), fine=("log_loss", "brier", "ece"))
         + "\n\nSingle LLMs:\n\n"
