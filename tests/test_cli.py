@@ -262,6 +262,25 @@ def test_evaluate_writes_metrics_and_plot(cli_env: dict[str, Path]) -> None:
     assert (out / "pareto.png").stat().st_size > 10_000
 
 
+def test_evaluate_leaves_out_incomplete_queries_unless_asked(
+    cli_env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = pd.read_csv(cli_env["train"])
+    q0 = data["query_id"].iloc[0]
+    drop = data.index[data["query_id"] == q0][:1]  # one LLM did not answer q0
+    f = tmp_path / "gappy.csv"
+    data.drop(index=drop).to_csv(f, index=False)
+    router = str(cli_env["router"])
+    assert main(["evaluate", router, str(f), "--out", str(tmp_path / "cc")]) == 0
+    assert "1 others left out (--all-queries keeps them)" in capsys.readouterr().out
+    n_queries = data["query_id"].nunique()
+    assert f"Scored on {n_queries - 1} test queries" in (tmp_path / "cc" / "metrics.md").read_text()
+    args = ["evaluate", router, str(f), "--out", str(tmp_path / "all"), "--all-queries"]
+    assert main(args) == 0
+    assert "left out" not in capsys.readouterr().out
+    assert f"Scored on {n_queries} test queries." in (tmp_path / "all" / "metrics.md").read_text()
+
+
 def test_evaluate_unknown_llm_is_one_line(
     cli_env: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
