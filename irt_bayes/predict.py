@@ -40,14 +40,64 @@ import xarray as xr
 
 from irt_bayes.model import C_DISCRIMINATION
 
-__all__ = ["PosteriorParams", "knn", "knn_residual_weights", "predict_draws"]
+__all__ = ["PosteriorParams", "knn", "knn_residual_weights", "observed_logit", "predict_draws"]
 
 _PROBIT = np.pi / 8.0
 
 
 def _stack(post: xr.Dataset, name: str, dims: tuple[str, ...], idx: np.ndarray) -> np.ndarray:
-    var = post[name].stack(sample=("chain", "draw")).transpose("sample", *dims)
-    return np.asarray(var.to_numpy()[idx], dtype=np.float64)
+    """Draws ``idx`` of the (chain, draw)-stacked, chain-major samples, as (len(idx), *dims)."""
+    # index (chain, draw) directly: stacking first would copy every draw on each call
+    var = post[name].transpose("chain", "draw", *dims).to_numpy()
+    n_draw = var.shape[1]
+    return np.asarray(var[idx // n_draw, idx % n_draw], dtype=np.float64)
+
+
+def observed_logit(
+    idata: az.InferenceData,
+    sample_idx: np.ndarray,
+    dataset_idx: np.ndarray | None = None,
+    features: np.ndarray | None = None,
+) -> np.ndarray:
+    """Logit of P(correct) of every training response under some posterior draws.
+
+    ``a_i . theta_j - b_i``, plus the LLM x dataset offset ``gamma_{d(i), j} sum_k a_ik``
+    and the LLM-specific embedding slopes ``x_i . w_j`` where the model has them.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fitted router's posterior with ``query_idx``/``llm_idx`` in ``constant_data``.
+    sample_idx : numpy.ndarray
+        Positions into the draws stacked over (chain, draw), chain-major.
+    dataset_idx : numpy.ndarray, optional
+        (n_queries,) dataset position of each training query; the offsets need it.
+    features : numpy.ndarray, optional
+        (n_queries, n_features) training features; the LLM-specific slopes need them.
+
+    Returns
+    -------
+    numpy.ndarray
+        (len(sample_idx), n_obs).
+    """
+    post, const = idata.posterior, idata.constant_data
+    qi = const["query_idx"].to_numpy().astype(np.int64)
+    li = const["llm_idx"].to_numpy().astype(np.int64)
+    theta = _stack(post, "theta", ("llm", "skill"), sample_idx)[:, li, :]
+    b = _stack(post, "difficulty", ("query",), sample_idx)[:, qi]
+    a = None
+    if "discrimination" in post:
+        a = _stack(post, "discrimination", ("query", "skill"), sample_idx)[:, qi, :]
+        eta = np.einsum("sok,sok->so", a, theta) - b
+    else:
+        eta = theta[:, :, 0] - b
+    if "gamma" in post and dataset_idx is not None:
+        off = _stack(post, "gamma", ("dataset", "llm"), sample_idx)[:, dataset_idx[qi], li]
+        eta = eta + (off if a is None else off * a.sum(axis=2))
+    if "llm_slopes" in post and features is not None:
+        w = _stack(post, "llm_slopes", ("feature", "llm"), sample_idx)
+        eta = eta + np.einsum("of,sfo->so", features[qi], w[:, :, li])
+    return eta
 
 
 def knn(query_emb: np.ndarray, train_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -71,6 +71,7 @@ from scipy.special import expit
 from irt_bayes.data import ResponseData, load_responses
 from irt_bayes.errors import IrtBayesError
 from irt_bayes.persistence import atomic_directory
+from irt_bayes.predict import observed_logit
 
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
@@ -274,16 +275,9 @@ def _observations(router: IRTRouter) -> dict[str, np.ndarray]:
 
 def _p_observed(router: IRTRouter, idx: np.ndarray):  # noqa: ANN202 - generator
     """Yield blocks of P(correct) draws (block, n_obs) for the observed pairs."""
-    o = _observations(router)
-    qi, li = o["qi"], o["li"]
-    for theta, b, a, off in _posterior_blocks(router, idx):
-        if a is None:
-            eta = theta[:, li, 0] - b[:, qi]
-        else:
-            eta = np.einsum("sok,sok->so", a[:, qi, :], theta[:, li, :]) - b[:, qi]
-        if off is not None:
-            eta = eta + off[:, qi, li]
-        yield expit(eta)
+    d = _query_dataset_idx(router)
+    for lo in range(0, len(idx), _CHUNK):
+        yield expit(observed_logit(router.idata_, idx[lo : lo + _CHUNK], d))
 
 
 def _query_texts(router: IRTRouter, data: DataLike) -> pd.Series | None:

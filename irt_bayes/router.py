@@ -23,7 +23,13 @@ from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.features import EmbeddingFeatures
 from irt_bayes.inference import fit_advi, sample_nuts, warn_if_needed
 from irt_bayes.model import IRTDesign, build_model, make_design
-from irt_bayes.predict import PosteriorParams, knn, knn_residual_weights, predict_draws
+from irt_bayes.predict import (
+    PosteriorParams,
+    knn,
+    knn_residual_weights,
+    observed_logit,
+    predict_draws,
+)
 from irt_bayes.spec import ModelSpec, load_spec
 
 __all__ = ["IRTRouter", "as_query_frame"]
@@ -405,24 +411,16 @@ class IRTRouter:
         """Pointwise log-likelihood (chain, draw, obs) of the training responses."""
         self._check_fitted()
         post, const = self.idata_.posterior, self.idata_.constant_data
-        qi = const["query_idx"].to_numpy()
-        li = const["llm_idx"].to_numpy()
         y = self.idata_.observed_data["y"].to_numpy()
-        theta = post["theta"].transpose("chain", "draw", "llm", "skill").to_numpy()
-        b = post["difficulty"].transpose("chain", "draw", "query").to_numpy()
-        if "discrimination" in post:
-            a = post["discrimination"].transpose("chain", "draw", "query", "skill").to_numpy()
-            eta = (a[:, :, qi, :] * theta[:, :, li, :]).sum(-1) - b[:, :, qi]
-        else:
-            eta = theta[:, :, li, 0] - b[:, :, qi]
-        if "gamma" in post and "dataset_idx" in const:
-            g = post["gamma"].transpose("chain", "draw", "dataset", "llm").to_numpy()
-            off = g[:, :, const["dataset_idx"].to_numpy()[qi], li]
-            eta = eta + (off * a[:, :, qi, :].sum(-1) if "discrimination" in post else off)
-        if "llm_slopes" in post:
-            w = post["llm_slopes"].transpose("chain", "draw", "feature", "llm").to_numpy()
-            x = self.features_.transform(self.train_embeddings_)[qi]  # (obs, F)
-            eta = eta + np.einsum("of,cdfo->cdo", x, w[:, :, :, li])
+        n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+        eta = observed_logit(
+            self.idata_,
+            np.arange(n_chain * n_draw),
+            dataset_idx=const["dataset_idx"].to_numpy() if "dataset_idx" in const else None,
+            features=self.features_.transform(self.train_embeddings_)
+            if "llm_slopes" in post
+            else None,
+        ).reshape(n_chain, n_draw, -1)
         if "trials" in const:
             from irt_bayes.model import log_choose
 
