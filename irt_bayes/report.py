@@ -243,7 +243,8 @@ def _posterior_blocks(router: IRTRouter, idx: np.ndarray):  # noqa: ANN202 - gen
     """Yield (theta, b, a, offset) draws in blocks of ``_CHUNK`` samples.
 
     ``offset`` is the logit the LLM x dataset ability offset adds to every (query, LLM),
-    ``sum_k a_ik * gamma_{d(i), j}``, (S, Q, L), or None for a model without it.
+    ``sum_k a_ik * gamma_{d(i), j}``, plus the LLM-specific embedding slopes
+    ``x_i . w_j``, (S, Q, L), or None for a model with neither.
     """
     theta = _draws(router, "theta", "llm", "skill")[idx]
     b = _draws(router, "difficulty", "query")[idx]
@@ -251,12 +252,24 @@ def _posterior_blocks(router: IRTRouter, idx: np.ndarray):  # noqa: ANN202 - gen
     a = _draws(router, "discrimination", "query", "skill")[idx] if has_a else None
     gamma = _gamma(router)
     d = _query_dataset_idx(router)
+    x = _slope_features(router)
+    w = None if x is None else _draws(router, "llm_slopes", "feature", "llm")[idx]
     for lo in range(0, len(idx), _CHUNK):
         sl = slice(lo, lo + _CHUNK)
         off = None if gamma is None else gamma[idx[sl]][:, d, :]
         if off is not None and a is not None:
             off = off * a[sl].sum(axis=2)[:, :, None]
+        if w is not None:
+            xw = np.einsum("qf,sfl->sql", x, w[sl])
+            off = xw if off is None else off + xw
         yield theta[sl], b[sl], None if a is None else a[sl], off
+
+
+def _slope_features(router: IRTRouter) -> np.ndarray | None:
+    """Training features (query, feature) for a model with LLM-specific slopes, else None."""
+    if "llm_slopes" not in router.idata_.posterior:
+        return None
+    return router.features_.transform(router.train_embeddings_)
 
 
 def _observations(router: IRTRouter) -> dict[str, np.ndarray]:
@@ -275,9 +288,9 @@ def _observations(router: IRTRouter) -> dict[str, np.ndarray]:
 
 def _p_observed(router: IRTRouter, idx: np.ndarray):  # noqa: ANN202 - generator
     """Yield blocks of P(correct) draws (block, n_obs) for the observed pairs."""
-    d = _query_dataset_idx(router)
+    d, x = _query_dataset_idx(router), _slope_features(router)
     for lo in range(0, len(idx), _CHUNK):
-        yield expit(observed_logit(router.idata_, idx[lo : lo + _CHUNK], d))
+        yield expit(observed_logit(router.idata_, idx[lo : lo + _CHUNK], d, x))
 
 
 def _query_texts(router: IRTRouter, data: DataLike) -> pd.Series | None:

@@ -19,6 +19,7 @@ from irt_bayes import report as R
 from irt_bayes.cli import main
 from irt_bayes.errors import IrtBayesError
 from irt_bayes.inference import ConvergenceWarning
+from irt_bayes.spec import ModelSpec, load_spec
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,7 @@ FIGURES = (
 )
 
 
-def _fit(model: str, responses: pd.DataFrame, cache: Path, **kw) -> IRTRouter:
+def _fit(model: str | ModelSpec, responses: pd.DataFrame, cache: Path, **kw) -> IRTRouter:
     router = IRTRouter(model, progress=False, cache_dir=cache, max_iter=3000, seed=1, **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -88,6 +89,10 @@ def _direct_p(router: IRTRouter) -> np.ndarray:
         eta = (a[:, :, None, :] * ability).sum(-1) - b[:, :, None]
     else:
         eta = ability[..., 0] - b[:, :, None]
+    if "llm_slopes" in post:  # x_i . w_j, on the router's own training features
+        w = post["llm_slopes"].transpose("sample", "feature", "llm").to_numpy()
+        x = router.features_.transform(router.train_embeddings_)
+        eta = eta + np.einsum("qf,sfl->sql", x, w)
     return expit(eta)
 
 
@@ -174,6 +179,20 @@ def test_expected_accuracy_by_dataset_averages_to_overall(r2pl: IRTRouter) -> No
     recombined = (by * w[None, :, None]).sum("dataset")
     np.testing.assert_allclose(recombined.to_numpy(), overall.to_numpy(), rtol=1e-10)
     np.testing.assert_allclose(overall.to_numpy(), _direct_p(r2pl).mean(axis=1), rtol=1e-10)
+
+
+def test_report_probabilities_include_llm_specific_slopes(env) -> None:
+    spec = load_spec("2pl").replace(llm_slopes=True)
+    router = _fit(spec, env["pool"].responses, env["root"] / "cache")
+    np.testing.assert_allclose(
+        R.expected_accuracy(router).to_numpy(), _direct_p(router).mean(axis=1), rtol=1e-10
+    )
+    # P(correct) of each training response, as the report has it, is the likelihood's
+    y = router.idata_.observed_data["y"].to_numpy()
+    ll = router.log_likelihood().stack(sample=("chain", "draw")).transpose("sample", "obs")
+    p_ll = np.where(y == 1, np.exp(ll.to_numpy()), -np.expm1(ll.to_numpy()))
+    p_report = np.concatenate(list(R._p_observed(router, np.arange(p_ll.shape[0]))))
+    np.testing.assert_allclose(p_report, p_ll, rtol=1e-8, atol=1e-12)
 
 
 def test_accuracy_check_matches_data_and_posterior(env, r2pl: IRTRouter) -> None:
