@@ -69,6 +69,8 @@ class EvalSet:
     llms, query_ids : list of str
     datasets : numpy.ndarray or None
         (n,) dataset label per query.
+    source : str or None
+        Where the outcomes came from, for error messages.
     """
 
     y: np.ndarray
@@ -76,6 +78,7 @@ class EvalSet:
     llms: list[str]
     query_ids: list[str]
     datasets: np.ndarray | None = None
+    source: str | None = None
 
     @classmethod
     def from_data(
@@ -104,7 +107,12 @@ class EvalSet:
         cost = np.where(np.isnan(y), np.nan, cost)
         datasets = ds["dataset"].to_numpy() if "dataset" in ds.coords else None
         return cls(
-            y=y, cost=cost, llms=llms, query_ids=list(ds["query"].to_numpy()), datasets=datasets
+            y=y,
+            cost=cost,
+            llms=llms,
+            query_ids=list(ds["query"].to_numpy()),
+            datasets=datasets,
+            source=data.source,
         )
 
     @property
@@ -131,6 +139,7 @@ class EvalSet:
             llms=self.llms,
             query_ids=[self.query_ids[i] for i in idx],
             datasets=None if self.datasets is None else self.datasets[idx],
+            source=self.source,
         )
 
 
@@ -204,8 +213,10 @@ def _hull_at(hx: np.ndarray, hy: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 def single_llm_points(test: EvalSet) -> pd.DataFrame:
     """Accuracy and mean cost of always choosing each LLM (on the pairs it answered)."""
-    acc = np.nanmean(test.y, axis=0)
-    cost = np.nanmean(test.cost, axis=0)
+    n = test.available.sum(axis=0)
+    # an LLM absent from the test data gets NaN, without numpy's empty-slice warning
+    acc = np.where(n > 0, np.nansum(test.y, axis=0) / np.maximum(n, 1), np.nan)
+    cost = np.where(n > 0, np.nansum(test.cost, axis=0) / np.maximum(n, 1), np.nan)
     return pd.DataFrame({"llm": test.llms, "cost": cost, "accuracy": acc})
 
 
@@ -317,7 +328,8 @@ def evaluate(
         if not keep.any():
             raise DataError(
                 "no test query has an outcome for every LLM the test data covers; "
-                "evaluate with complete_cases=False (CLI: --all-queries)"
+                "evaluate with complete_cases=False (CLI: --all-queries)",
+                source=test.source,
             )
         test = test.subset(keep)
         predictions = {k: np.asarray(v)[keep] for k, v in predictions.items()}

@@ -126,8 +126,10 @@ def test_no_complete_query_is_a_clear_error() -> None:
     from irt_bayes.errors import DataError
 
     y = np.array([[1.0, np.nan], [np.nan, 0.0]])
-    t = EvalSet(y=y, cost=np.ones((2, 2)), llms=["a", "b"], query_ids=["q0", "q1"])
-    with pytest.raises(DataError, match="complete_cases=False"):
+    t = EvalSet(
+        y=y, cost=np.ones((2, 2)), llms=["a", "b"], query_ids=["q0", "q1"], source="gap.csv"
+    )
+    with pytest.raises(DataError, match=r"^gap\.csv: .*complete_cases=False"):
         evaluate({"r": np.full((2, 2), 0.5)}, t)
     table, _ = evaluate({"r": np.full((2, 2), 0.5)}, t, complete_cases=False)
     assert table.attrs["n_queries"] == 2
