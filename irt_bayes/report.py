@@ -71,7 +71,6 @@ from scipy.special import expit
 from irt_bayes.data import ResponseData, load_responses
 from irt_bayes.errors import IrtBayesError
 from irt_bayes.persistence import atomic_directory
-from irt_bayes.predict import observed_logit
 
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
@@ -226,10 +225,7 @@ def _eta(
 
 def _query_dataset_idx(router: IRTRouter) -> np.ndarray | None:
     """Position of each training query's dataset in the ``dataset`` coord (None without)."""
-    const = router.idata_.constant_data
-    if "dataset_idx" in const:
-        return const["dataset_idx"].to_numpy().astype(np.int64)
-    return router.train_dataset_idx_
+    return router._train_dataset_positions()
 
 
 def _gamma(router: IRTRouter) -> np.ndarray | None:
@@ -252,7 +248,7 @@ def _posterior_blocks(router: IRTRouter, idx: np.ndarray):  # noqa: ANN202 - gen
     a = _draws(router, "discrimination", "query", "skill")[idx] if has_a else None
     gamma = _gamma(router)
     d = _query_dataset_idx(router)
-    x = _slope_features(router)
+    x = router._slope_features()
     w = None if x is None else _draws(router, "llm_slopes", "feature", "llm")[idx]
     for lo in range(0, len(idx), _CHUNK):
         sl = slice(lo, lo + _CHUNK)
@@ -263,13 +259,6 @@ def _posterior_blocks(router: IRTRouter, idx: np.ndarray):  # noqa: ANN202 - gen
             xw = np.einsum("qf,sfl->sql", x, w[sl])
             off = xw if off is None else off + xw
         yield theta[sl], b[sl], None if a is None else a[sl], off
-
-
-def _slope_features(router: IRTRouter) -> np.ndarray | None:
-    """Training features (query, feature) for a model with LLM-specific slopes, else None."""
-    if "llm_slopes" not in router.idata_.posterior:
-        return None
-    return router.features_.transform(router.train_embeddings_)
 
 
 def _observations(router: IRTRouter) -> dict[str, np.ndarray]:
@@ -288,9 +277,8 @@ def _observations(router: IRTRouter) -> dict[str, np.ndarray]:
 
 def _p_observed(router: IRTRouter, idx: np.ndarray):  # noqa: ANN202 - generator
     """Yield blocks of P(correct) draws (block, n_obs) for the observed pairs."""
-    d, x = _query_dataset_idx(router), _slope_features(router)
     for lo in range(0, len(idx), _CHUNK):
-        yield expit(observed_logit(router.idata_, idx[lo : lo + _CHUNK], d, x))
+        yield expit(router._observed_logit(idx[lo : lo + _CHUNK]))
 
 
 def _query_texts(router: IRTRouter, data: DataLike) -> pd.Series | None:

@@ -407,20 +407,32 @@ class IRTRouter:
         ).reset_index()
         return df[["llm", "skill", "mean", "sd", "hdi_low", "hdi_high"]]
 
+    def _train_dataset_positions(self) -> np.ndarray | None:
+        """Dataset position of each training query (None without a dataset level)."""
+        const = self.idata_.constant_data
+        if "dataset_idx" in const:
+            return const["dataset_idx"].to_numpy().astype(np.int64)
+        return self.train_dataset_idx_
+
+    def _slope_features(self) -> np.ndarray | None:
+        """Training features for a model with LLM-specific slopes, else None."""
+        if "llm_slopes" not in self.idata_.posterior:
+            return None
+        return self.features_.transform(self.train_embeddings_)
+
+    def _observed_logit(self, sample_idx: np.ndarray) -> np.ndarray:
+        """Logit of every training response under draws ``sample_idx``, (S, n_obs)."""
+        return observed_logit(
+            self.idata_, sample_idx, self._train_dataset_positions(), self._slope_features()
+        )
+
     def log_likelihood(self) -> xr.DataArray:
         """Pointwise log-likelihood (chain, draw, obs) of the training responses."""
         self._check_fitted()
         post, const = self.idata_.posterior, self.idata_.constant_data
         y = self.idata_.observed_data["y"].to_numpy()
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-        eta = observed_logit(
-            self.idata_,
-            np.arange(n_chain * n_draw),
-            dataset_idx=const["dataset_idx"].to_numpy() if "dataset_idx" in const else None,
-            features=self.features_.transform(self.train_embeddings_)
-            if "llm_slopes" in post
-            else None,
-        ).reshape(n_chain, n_draw, -1)
+        eta = self._observed_logit(np.arange(n_chain * n_draw)).reshape(n_chain, n_draw, -1)
         if "trials" in const:
             from irt_bayes.model import log_choose
 
