@@ -67,12 +67,33 @@ def _table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_describe(args: argparse.Namespace) -> int:
-    """Summarise response files: sizes, per-LLM accuracy and price."""
+    """Summarise response files, or a saved router: its model, fit and predictive check."""
     from irt_bayes.data import load_responses
 
+    if len(args.data) == 1 and (Path(args.data[0]) / "router.json").is_file():
+        return _describe_router(args.data[0])
     data = load_responses(*args.data)
     _say(repr(data))
     _say(_table(data.summary(), "{:.4g}"))
+    return 0
+
+
+def _describe_router(path: str) -> int:
+    router = _load_router(path, True)
+    _say(repr(router))
+    _say(f"model: {router.spec_.name} ({router.spec_.description})")
+    if router.selection_note_:
+        _say(router.selection_note_)
+    if router.selection_ is not None and len(router.selection_) > 1:
+        _say(_table(router.selection_, "{:.4f}"))
+    _say(router.diagnostics_.verdict())
+    if router.check_ is not None:
+        _say(router.check_.verdict())
+        _say(_table(router.check_.per_llm[["n", "observed", "predicted", "gap", "se"]]))
+    if router.datasets_:
+        src = "latent clusters" if router.domain_.source == "clusters" else "dataset labels"
+        _say(f"datasets ({src}): {', '.join(router.datasets_)}")
+    _say(_table(router.abilities()))
     return 0
 
 
@@ -80,7 +101,12 @@ def _router_from_args(args: argparse.Namespace):  # noqa: ANN202 - lazy import o
     from irt_bayes.router import IRTRouter
     from irt_bayes.spec import load_spec
 
-    spec = load_spec(args.model)
+    if args.model == "auto":
+        if args.skills is not None:
+            raise IrtBayesError("--skills needs a named --model; 'auto' chooses the skills")
+        spec = "auto"
+    else:
+        spec = load_spec(args.model)
     if args.skills is not None:
         spec = spec.replace(
             skills=args.skills,
@@ -90,6 +116,7 @@ def _router_from_args(args: argparse.Namespace):  # noqa: ANN202 - lazy import o
         spec,
         encoder=args.encoder,
         method=args.method,
+        holdout=args.holdout,
         draws=args.draws,
         tune=args.tune,
         chains=args.chains,
@@ -110,7 +137,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"by {args.method.upper()} on {data!r}"
     )
     router.fit(data)
+    _say(router.selection_note_)
     _say(router.diagnostics_.verdict())
+    if router.check_ is not None:
+        _say(router.check_.verdict())
     router.save(args.out)
     _say(_table(router.abilities()))
     _say(f"saved router to {args.out}")
@@ -129,7 +159,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     router = _load_router(args.router, args.quiet)
     queries = load_queries(*args.queries)
-    out = router.predict(queries, warmup=args.warmup)
+    out = router.predict(queries, warmup=args.warmup, use_labels=args.use_labels)
     _write_csv(out, args.out)
     _say(f"wrote {len(out)} rows ({len(queries)} queries x {len(router.llms_)} LLMs) to {args.out}")
     return 0
@@ -226,10 +256,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     _say(
         f"\n2. Encoding {data.n_queries} query texts with {router._get_encoder().encoder_id} "
-        f"and fitting the 2PL by {args.method.upper()} ..."
+        f"and fitting the 2PL by {args.method.upper()} (first on 80% of the queries, to "
+        "check its predictions on the other 20%, then on all) ..."
     )
     router.fit(data)
     _say(f"   {router.diagnostics_.verdict()}")
+    if router.check_ is not None:
+        _say(f"   {router.check_.verdict()}")
     ab = router.abilities().set_index("llm")
     truth = pool.truth["ability"].sel(skill=pool.truth["skill"][0]).to_series()
     ab["true"] = truth.reindex(ab.index)
@@ -286,6 +319,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         quantile=args.quantile,
         seed=args.seed,
         warmup=args.warmup,
+        use_labels=args.use_labels,
     )
     _write_csv(res.choices, args.out)
     counts = res.choices["llm"].value_counts()
@@ -311,6 +345,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         test,
         args.out,
         warmup=args.warmup,
+        use_labels=args.use_labels,
         policy=args.policy,
         complete_cases=not args.all_queries,
     )
@@ -320,7 +355,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{table.attrs['n_dropped']} others left out (--all-queries keeps them)"
         )
     _say(_table(table, "{:.4f}"))
-    _say(f"wrote metrics.csv, metrics.md, points.csv and pareto.png to {args.out}")
+    _say(table.attrs["check"].verdict())
+    _say(f"wrote metrics.csv, metrics.md, points.csv, check.csv and pareto.png to {args.out}")
     return 0
 
 
@@ -346,8 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("describe", help="summarise response files")
-    s.add_argument("data", nargs="+", metavar="DATA")
+    s = sub.add_parser(
+        "describe", help="summarise response files, or a saved router and its predictive check"
+    )
+    s.add_argument("data", nargs="+", metavar="DATA|ROUTER")
     s.set_defaults(func=cmd_describe)
 
     f = sub.add_parser("fit", help="fit a router on response files and save it")
@@ -355,9 +393,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", required=True, metavar="ROUTER", help="directory to save to")
     f.add_argument(
         "--model",
-        default="2pl",
+        default="auto",
         metavar="SPEC",
-        help=f"named spec ({', '.join(available_specs())}) or a .toml path",
+        help="'auto' (default: the candidate with the lowest log loss on held-out training "
+        f"queries), a named spec ({', '.join(available_specs())}) or a .toml path",
+    )
+    f.add_argument(
+        "--holdout",
+        type=float,
+        default=0.2,
+        help="share of training queries held out for the predictive check and the choice "
+        "of --model auto (default 0.2; 0 skips the check)",
     )
     f.add_argument("--method", choices=["advi", "nuts"], default="advi")
     f.add_argument("--skills", type=int, help="override the spec's number of skills")
@@ -378,7 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("router", metavar="ROUTER")
     pr.add_argument("queries", nargs="+", metavar="QUERIES")
     pr.add_argument("--out", required=True, metavar="P.csv")
-    pr.add_argument("--warmup", choices=["irt-router", "knn-residual"])
+    pr.add_argument("--warmup", choices=["irt-router"])
+    pr.add_argument(
+        "--use-labels",
+        action="store_true",
+        help="use the queries' dataset labels (default: route from the query text alone)",
+    )
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_predict)
 
@@ -426,7 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ro.add_argument("--quantile", type=float, default=0.1, help="risk-averse quantile (0.1)")
     ro.add_argument("--budget", type=float, metavar="USD", help="total USD for the batch")
-    ro.add_argument("--warmup", choices=["irt-router", "knn-residual"])
+    ro.add_argument("--warmup", choices=["irt-router"])
+    ro.add_argument(
+        "--use-labels",
+        action="store_true",
+        help="use the queries' dataset labels (default: route from the query text alone)",
+    )
     ro.add_argument("--seed", type=int, default=0)
     ro.add_argument("--out", required=True, metavar="D.csv")
     ro.add_argument("--quiet", action="store_true")
@@ -439,7 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--policy", default="expected-utility", choices=["expected-utility", "risk-averse"]
     )
-    ev.add_argument("--warmup", choices=["irt-router", "knn-residual"])
+    ev.add_argument("--warmup", choices=["irt-router"])
+    ev.add_argument(
+        "--use-labels",
+        action="store_true",
+        help="use the queries' dataset labels (default: route from the query text alone)",
+    )
     ev.add_argument(
         "--all-queries",
         action="store_true",
@@ -448,6 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
     return p
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Warnings (convergence, predictive check) as one line, without a source path."""
+    text = " ".join(str(message).split())
+    print(f"irt-bayes: warning: {text}", file=sys.stderr, flush=True)
 
 
 def _version() -> str:
@@ -464,6 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             # PyTensor's missing-BLAS notice is not actionable for users (see README).
             warnings.filterwarnings("ignore", message=".*BLAS.*")
+            warnings.showwarning = _one_line_warning
             return int(args.func(args) or 0)
     except IrtBayesError as exc:
         print(f"irt-bayes: error: {exc}", file=sys.stderr)

@@ -418,6 +418,7 @@ def evaluate_router(
     out_dir: str | None = None,
     *,  # noqa: ANN001
     warmup: str | None = None,
+    use_labels: bool = False,
     policy: str = "expected-utility",
     quantile: float = 0.1,
     complete_cases: bool = True,
@@ -435,6 +436,10 @@ def evaluate_router(
         ``pareto.png`` into (atomically replaced).
     warmup : str, optional
         Warm-up passed to :meth:`IRTRouter.predict_proba`.
+    use_labels : bool, default False
+        Give the router the test queries' ``dataset`` labels. By default it routes
+        from the text alone, as with real traffic; a table made with labels is not
+        comparable with published routers.
     policy : {"expected-utility", "risk-averse"}
         Accuracy term swept: the posterior mean, or the lower ``quantile``.
     quantile : float
@@ -445,8 +450,11 @@ def evaluate_router(
     Returns
     -------
     pandas.DataFrame
-        The table of :func:`evaluate`.
+        The table of :func:`evaluate`; ``attrs["check"]`` holds the
+        :class:`~irt_bayes.checks.PredictiveCheck` of predicted against observed accuracy
+        per LLM and per dataset on the test queries (also written as ``check.csv``).
     """
+    from irt_bayes.checks import predictive_check
     from irt_bayes.errors import IrtBayesError
     from irt_bayes.persistence import atomic_directory
 
@@ -454,7 +462,18 @@ def evaluate_router(
         raise IrtBayesError(f"evaluate sweeps 'expected-utility' or 'risk-averse', not {policy!r}")
     prices = None if test.has_cost else dict(router.prices_)
     evalset = EvalSet.from_data(test, router.llms_, prices=prices)
-    draws = router.predict_proba(test.queries, warmup=warmup).transpose("draw", "query", "llm")
+    draws = router.predict_proba(test.queries, warmup=warmup, use_labels=use_labels).transpose(
+        "draw", "query", "llm"
+    )
+    obs = ~np.isnan(evalset.y)
+    check = predictive_check(
+        draws.to_numpy(),
+        np.nan_to_num(evalset.y),
+        obs.astype(float),
+        router.llms_,
+        evalset.datasets,
+        what="test queries",
+    )
     scores = (
         draws.mean("draw")
         if policy == "expected-utility"
@@ -464,6 +483,7 @@ def evaluate_router(
         f" ({policy})" if policy != "expected-utility" else ""
     )
     table, points = evaluate({name: scores.to_numpy()}, evalset, complete_cases=complete_cases)
+    table.attrs["check"] = check
     if complete_cases:
         evalset = evalset.subset(evalset.complete)
     if out_dir is not None:
@@ -481,6 +501,7 @@ def evaluate_router(
                 + "\n"
             )
             pd.concat(dict(points), names=["router", "i"]).to_csv(tmp / "points.csv")
+            check.table.to_csv(tmp / "check.csv", index=False)
             fig = pareto_plot(
                 points, single_llm_points(evalset), title=f"{name} on {test.source}"[:120]
             )

@@ -39,6 +39,7 @@ warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", c
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
+_MAX_NAMED = 4  # failing variables named with their numbers; the rest by name only
 
 
 class ConvergenceWarning(UserWarning):
@@ -56,8 +57,11 @@ class Diagnostics:
     seconds : float
         Wall time of the fit (compilation included).
     table : pandas.DataFrame
-        ArviZ diagnostics (``r_hat``, ``ess_bulk``, ``ess_tail``...) of the abilities
-        (NUTS only; empty for ADVI).
+        ArviZ diagnostics (``r_hat``, ``ess_bulk``, ``ess_tail``...) of the abilities,
+        one row per (LLM, skill) (NUTS only; empty for ADVI).
+    variables : pandas.DataFrame
+        Worst R-hat and ESS of *every* posterior variable: ``size``, ``max_r_hat``,
+        ``min_ess_bulk``, ``min_ess_tail`` per variable (NUTS only).
     divergences : int
         Divergent transitions after tuning (NUTS).
     iterations : int
@@ -73,6 +77,7 @@ class Diagnostics:
     iterations: int = 0
     converged: bool = True
     elbo_change: float = float("nan")
+    variables: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def max_rhat(self) -> float:
@@ -90,22 +95,42 @@ class Diagnostics:
         return float(self.table["ess_tail"].min()) if "ess_tail" in self.table else float("nan")
 
     @property
+    def failing(self) -> pd.DataFrame:
+        """Variables whose worst R-hat or ESS fails the checks (NUTS)."""
+        v = self.variables
+        if v.empty:
+            return v
+        bad = (v["max_r_hat"] > RHAT_MAX) | (
+            v[["min_ess_bulk", "min_ess_tail"]].min(axis=1) < ESS_MIN
+        )
+        return v[bad]
+
+    @property
+    def abilities_ok(self) -> bool:
+        """Whether the abilities themselves pass R-hat and ESS (NUTS)."""
+        if self.table.empty:
+            return True
+        worst_ess = min(self.min_ess_bulk, self.min_ess_tail)
+        return bool(self.max_rhat <= RHAT_MAX and worst_ess >= ESS_MIN)
+
+    @property
     def problems(self) -> list[str]:
         """What fails the checks, one phrase each (empty when all is well)."""
         out = []
         if self.method == "nuts":
-            if "r_hat" in self.table:
-                n_bad = int((self.table["r_hat"] > RHAT_MAX).sum())
-                if n_bad:
-                    out.append(
-                        f"{n_bad} abilities with R-hat > {RHAT_MAX} (max {self.max_rhat:.3f})"
-                    )
-                n_low = int((self.table[["ess_bulk", "ess_tail"]].min(axis=1) < ESS_MIN).sum())
-                if n_low:
-                    out.append(
-                        f"{n_low} abilities with ESS < {ESS_MIN} "
-                        f"(min {min(self.min_ess_bulk, self.min_ess_tail):.0f})"
-                    )
+            bad = self.failing.assign(
+                ess=lambda d: d[["min_ess_bulk", "min_ess_tail"]].min(axis=1)
+            ).sort_values(["max_r_hat", "ess"], ascending=[False, True])
+            for name, r in bad.head(_MAX_NAMED).iterrows():
+                out.append(f"{name} (R-hat {r['max_r_hat']:.3f}, ESS {r['ess']:.0f})")
+            if len(bad) > _MAX_NAMED:
+                rest = ", ".join(bad.index[_MAX_NAMED:])
+                out.append(f"also {rest}")
+            if self.variables.empty and not self.abilities_ok:
+                out.append(
+                    f"abilities (R-hat {self.max_rhat:.3f}, "
+                    f"ESS {min(self.min_ess_bulk, self.min_ess_tail):.0f})"
+                )
             if self.divergences:
                 out.append(f"{self.divergences} divergent transitions")
         elif not self.converged:
@@ -121,19 +146,26 @@ class Diagnostics:
         return not self.problems
 
     def verdict(self) -> str:
-        """One line for humans."""
+        """One line for humans: every parameter, and whether the abilities are affected."""
         if self.method == "advi":
             state = "converged" if self.converged else "NOT converged"
             return (
                 f"ADVI {state} after {self.iterations} iterations in {self.seconds:.1f} s "
                 "(variational fit: no R-hat; refit with NUTS for calibrated intervals)"
             )
-        head = "NUTS ok" if self.ok else "NUTS WARNING"
-        body = (
-            f"max R-hat {self.max_rhat:.3f}, min ESS bulk {self.min_ess_bulk:.0f} / tail "
-            f"{self.min_ess_tail:.0f}, {self.divergences} divergences, {self.seconds:.1f} s"
+        n_vars = len(self.variables) if not self.variables.empty else 1
+        ab = (
+            f"abilities max R-hat {self.max_rhat:.3f}, min ESS bulk {self.min_ess_bulk:.0f} / "
+            f"tail {self.min_ess_tail:.0f}"
         )
-        return f"{head}: {body}" + ("" if self.ok else "; " + "; ".join(self.problems))
+        tail = f"{self.divergences} divergences, {self.seconds:.1f} s"
+        if self.ok:
+            return (
+                f"NUTS ok: all {n_vars} variables pass R-hat <= {RHAT_MAX} and ESS >= "
+                f"{ESS_MIN}; {ab}; {tail}"
+            )
+        affected = "abilities affected" if not self.abilities_ok else "abilities ok"
+        return f"NUTS WARNING: {'; '.join(self.problems)}; {affected} ({ab}); {tail}"
 
     def to_dict(self) -> dict[str, float | int | str | bool]:
         """Plain numbers for metadata files."""
@@ -316,7 +348,7 @@ def diagnose(
     seconds: float = 0.0,
     var_names: tuple[str, ...] = ("theta",),
 ) -> Diagnostics:
-    """R-hat, bulk/tail ESS and divergences of the abilities.
+    """R-hat, bulk/tail ESS and divergences of every posterior variable.
 
     Parameters
     ----------
@@ -327,7 +359,8 @@ def diagnose(
     seconds : float
         Fit wall time recorded in the result.
     var_names : tuple of str
-        Variables whose convergence is judged.
+        Variables reported element by element in ``table`` (the abilities); every
+        variable of the posterior is summarised in ``variables``.
 
     Returns
     -------
@@ -336,12 +369,42 @@ def diagnose(
     See Also
     --------
     arviz.summary, arviz.rhat, arviz.ess
+
+    Examples
+    --------
+    >>> import numpy as np, arviz as az
+    >>> rng = np.random.default_rng(0)
+    >>> idata = az.from_dict(posterior={"theta": rng.normal(size=(2, 500, 3)),
+    ...                                 "rho": rng.normal(size=(2, 500))})
+    >>> diag = diagnose(idata)
+    >>> list(diag.variables.index), diag.ok
+    (['theta', 'rho'], True)
     """
     table = az.summary(idata, var_names=list(var_names), kind="diagnostics")
+    post = idata.posterior[[v for v, x in idata.posterior.data_vars.items() if x.dtype.kind == "f"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # single chains, constant variables
+        r_all = az.rhat(post)
+        eb_all, et_all = az.ess(post, method="bulk"), az.ess(post, method="tail")
+    rows = {}
+    for name in post.data_vars:
+        if float(post[name].std()) == 0.0:
+            continue  # a constant (a = 1 of the Rasch model) has nothing to converge
+        rhat, ess_b, ess_t = (d[name].to_numpy() for d in (r_all, eb_all, et_all))
+        rows[name] = {
+            "size": int(np.size(rhat)),
+            "max_r_hat": float(np.nanmax(rhat)) if np.size(rhat) else np.nan,
+            "min_ess_bulk": float(np.nanmin(ess_b)) if np.size(ess_b) else np.nan,
+            "min_ess_tail": float(np.nanmin(ess_t)) if np.size(ess_t) else np.nan,
+        }
+    variables = pd.DataFrame.from_dict(rows, orient="index")
+    variables.index.name = "variable"
     div = 0
     if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
         div = int(idata.sample_stats["diverging"].sum())
-    diag = Diagnostics(method=method, seconds=seconds, table=table, divergences=div)
+    diag = Diagnostics(
+        method=method, seconds=seconds, table=table, divergences=div, variables=variables
+    )
     diag.converged = diag.ok
     return diag
 

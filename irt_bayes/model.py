@@ -1,16 +1,22 @@
-"""The hierarchical Bayesian IRT model, assembled in PyMC from a :class:`ModelSpec`.
+"""The hierarchical Bayesian IRT model, assembled in PyMC from a spec's components.
 
 For LLM j and query i, with K skills::
 
-    eta_ij = a_i . (theta_j + gamma_{d(i), j}) - b_i    (logit of P(correct))
+    eta_ij = a_i . (theta_j + gamma_{d(i), j}) + x_i . w_j - b_i    (logit of P(correct))
     theta_j = sigma_theta * (sqrt(rho) g_group(j) + sqrt(1 - rho) z_j), centred over LLMs
-    b_i = mu_b + mu_dataset(i) + x_i . beta_b + sigma_b delta_i
-    a_ik = softplus(c + x_i . beta_a[:, k] + sigma_a epsilon_ik),  softplus(c) = 1
+    b_i = mu_b + dataset_effect_{d(i)} + x_i . beta_b + delta_b_i
+    a_ik = softplus(c + x_i . beta_a[:, k] + delta_a_ik),  softplus(c) = 1
     gamma ~ ZeroSumNormal(tau_gamma) over datasets and LLMs  (LLM x dataset offsets)
+    P_ij = c_{d(i)} + (1 - c_{d(i)}) sigmoid(eta_ij)        (3PL; c = 0 otherwise)
 
-``x_i`` are standardised principal components of the query embedding
-(:class:`~irt_bayes.features.EmbeddingFeatures`). Every residual is non-centred
-(``noncentered = false`` in the spec switches to the centred form).
+Each line is one component of :mod:`irt_bayes.components`, which builds its own
+variables and its part of the linear predictor; this module turns data into arrays
+(:func:`make_design`) and puts the components into one ``pm.Model``
+(:func:`build_model`). ``x_i`` are standardised principal components of the query
+embedding (:class:`~irt_bayes.features.EmbeddingFeatures`); ``d(i)`` is the query's
+dataset: its label, or its latent cluster when the training data has no labels
+(:mod:`irt_bayes.domains`). Every residual is non-centred (``noncentered = false`` in
+the spec switches to the centred form).
 
 Identifiability
 ---------------
@@ -24,19 +30,33 @@ Identifiability
 * Rotation / relabelling for K > 1: positivity leaves only permutations of skills;
   chains are aligned after sampling by :func:`irt_bayes.inference.align_skills`.
 
+A new query's predictive
+------------------------
+A new query has no responses, so its own latent values -- the difficulty residual
+``delta_b`` and the discrimination residuals ``delta_a``, and its dataset when it has
+no label -- are unknown. :mod:`irt_bayes.predict` integrates over them *jointly* with
+the empirical posterior of the training queries' values: in posterior draw ``s`` the
+new query takes the ``(delta_b, delta_a)`` of a training query ``m`` drawn with
+weights ``P(d | x) * k_tau(x, x_m)`` (a calibrated classifier of its dataset times a
+similarity kernel within that dataset, ``tau`` chosen by leave-one-out on the
+training queries; ``tau = inf`` is the dataset's plain empirical distribution).
+
+Why not independent normals (the previous design): the residuals of real items are
+neither normal nor independent. On a two-option task where LLMs lean towards one
+answer position, a query's difficulty and discrimination are both set by where its
+answer sits, so the residuals are bimodal and correlated; integrating over
+independent normals put one LLM's mean P(correct) 0.25 above what it scored. The
+empirical distribution reproduces whatever shape the training items have, so each
+LLM's mean prediction over in-distribution queries matches its training accuracy to
+the degree the model fits its training data (tested on simulations with response
+styles in ``tests/test_predictive.py``). The similarity kernel lets close
+neighbours inform a query's residuals where they do (a sharper ``tau`` wins the
+leave-one-out comparison) and falls back to the whole dataset where they do not.
+
 Likelihoods
 -----------
-All are written on the logit scale with ``log1pexp`` so that large |eta| gives
-finite values and gradients (``pm.Bernoulli(logit_p=...)`` produced NaN gradients in
-ADVI on RouterBench):
-
-* ``bernoulli`` (0/1 scores): ``y eta - log1pexp(eta)``;
-* ``binomial`` (k of n, with ``trials``): ``k eta - n log1pexp(eta) + log C(n, k)``;
-* ``fractional`` (scores in [0, 1] without trials): the same expression as Bernoulli
-  with fractional y, the quasi-likelihood of the fractional logit model (Papke and
-  Wooldridge, 1996). Its maximiser is consistent for E[score] = sigmoid(eta) without
-  assuming a distribution for the score; as a quasi-likelihood its LOO values compare
-  models fitted to the same scores, not to other likelihoods.
+See :mod:`irt_bayes.components.likelihood`: Bernoulli (0/1), binomial (``trials``) and
+the fractional-logit quasi-likelihood for scores in [0, 1], all with ``log1pexp``.
 """
 
 from __future__ import annotations
@@ -47,18 +67,36 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
-from scipy.special import gammaln
 
+from irt_bayes.components import (
+    PYTENSOR,
+    BuildContext,
+    Grid,
+    Inputs,
+    Pairs,
+    Structure,
+    components_for,
+    item_quantities,
+    linear_predictor,
+    log_likelihood,
+)
+from irt_bayes.components.likelihood import log_choose
 from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError
 from irt_bayes.spec import ModelSpec
 
-__all__ = ["IRTDesign", "make_design", "build_model", "resolve_likelihood", "llm_groups"]
+__all__ = [
+    "IRTDesign",
+    "build_model",
+    "llm_groups",
+    "log_choose",
+    "make_design",
+    "resolve_likelihood",
+    "uses_datasets",
+]
 
 # Share of observed (query, LLM) pairs above which the likelihood is built on the dense grid.
 DENSE_MIN_DENSITY = 0.5
-# softplus(C_DISCRIMINATION) == 1: pins the scale of abilities (see module docstring).
-C_DISCRIMINATION = float(np.log(np.expm1(1.0)))
 
 
 @dataclass(frozen=True)
@@ -105,8 +143,21 @@ class IRTDesign:
         """Share of the (query, LLM) grid that is observed."""
         return self.n_obs / (len(self.queries) * len(self.llms))
 
+    @property
+    def structure(self) -> Structure:
+        """What the components may build from this data (saved with the router)."""
+        return Structure(
+            llms=list(self.llms),
+            skills=list(self.skills),
+            n_features=int(self.features.shape[1]),
+            likelihood=self.likelihood,
+            datasets=None if self.datasets is None else list(self.datasets),
+            groups=None if self.groups is None else list(self.groups),
+            group_idx=None if self.group_idx is None else [int(g) for g in self.group_idx],
+        )
+
     def dense(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(query, llm) grids of y, the observed mask and trials (0 where missing)."""
+        """(query, llm) grids of y, the observed mask and trials (1 where missing)."""
         shape = (len(self.queries), len(self.llms))
         y, mask = np.zeros(shape), np.zeros(shape)
         y[self.query_idx, self.llm_idx] = self.y
@@ -153,8 +204,17 @@ def llm_groups(llms: list[str]) -> dict[str, str]:
     return {m: m.split("/", 1)[0] if "/" in m else m for m in llms}
 
 
+def uses_datasets(spec: ModelSpec) -> bool:
+    """Whether any component of the spec is indexed by the query's dataset."""
+    return spec.dataset_level or spec.dataset_abilities or spec.guessing == "learned"
+
+
 def make_design(
-    spec: ModelSpec, data: ResponseData, features: np.ndarray, groups: dict[str, str] | None = None
+    spec: ModelSpec,
+    data: ResponseData,
+    features: np.ndarray,
+    groups: dict[str, str] | None = None,
+    datasets: np.ndarray | None = None,
 ) -> IRTDesign:
     """Turn validated data and query features into the model's arrays.
 
@@ -168,6 +228,9 @@ def make_design(
         LLM name to group label; defaults to the ``org/`` prefix when
         ``spec.llm_groups``. Ignored unless it yields 2 or more groups with at least
         one group of 2+ LLMs.
+    datasets : numpy.ndarray, optional
+        (n_queries,) domain of each query (labels or latent clusters, see
+        :mod:`irt_bayes.domains`); by default the data's ``dataset`` column.
 
     Returns
     -------
@@ -189,14 +252,16 @@ def make_design(
         trials = r["trials"].to_numpy(np.int64)
         y = np.round(y * trials)
 
-    dataset_idx = datasets = None
-    if spec.dataset_level and data.has_dataset:
-        ds = data.queries.set_index("query_id").loc[queries, "dataset"].to_numpy(str)
-        datasets = list(pd.unique(ds))
-        if len(datasets) >= 2:
-            dataset_idx = pd.Index(datasets).get_indexer(ds)
+    dataset_idx = names = None
+    if datasets is None and data.has_dataset:
+        datasets = data.queries.set_index("query_id").loc[queries, "dataset"].to_numpy(str)
+    if uses_datasets(spec) and datasets is not None:
+        datasets = np.asarray(datasets, dtype=str)
+        names = list(pd.unique(datasets))
+        if len(names) >= 2:
+            dataset_idx = pd.Index(names).get_indexer(datasets)
         else:
-            datasets = None
+            names = None
 
     group_idx = group_names = None
     if spec.llm_groups or groups is not None:
@@ -205,12 +270,12 @@ def make_design(
         if missing:
             raise DataError(f"no group given for LLM {missing[0]!r}")
         labels = [str(mapping[m]) for m in llms]
-        names = list(pd.unique(pd.Series(labels)))
+        gnames = list(pd.unique(pd.Series(labels)))
         sizes = pd.Series(labels).value_counts()
         # Groups only help when some provider has several LLMs to pool.
-        if 2 <= len(names) < len(llms) and sizes.max() >= 2:
-            group_names = names
-            group_idx = pd.Index(names).get_indexer(labels)
+        if 2 <= len(gnames) < len(llms) and sizes.max() >= 2:
+            group_names = gnames
+            group_idx = pd.Index(gnames).get_indexer(labels)
 
     return IRTDesign(
         y=y,
@@ -223,48 +288,16 @@ def make_design(
         skills=[f"s{k}" for k in range(spec.skills)],
         likelihood=likelihood,
         dataset_idx=dataset_idx,
-        datasets=datasets,
+        datasets=names,
         group_idx=group_idx,
         groups=group_names,
     )
 
 
-def _bernoulli_logp(value: pt.TensorVariable, eta: pt.TensorVariable) -> pt.TensorVariable:
-    return value * eta - pt.log1pexp(eta)
-
-
-def _binomial_logp(
-    value: pt.TensorVariable, eta: pt.TensorVariable, n: pt.TensorVariable
-) -> pt.TensorVariable:
-    log_choose = pt.gammaln(n + 1) - pt.gammaln(value + 1) - pt.gammaln(n - value + 1)
-    return value * eta - n * pt.log1pexp(eta) + log_choose
-
-
-def _bernoulli_logp_masked(
-    value: pt.TensorVariable, eta: pt.TensorVariable, mask: pt.TensorVariable
-) -> pt.TensorVariable:
-    return mask * _bernoulli_logp(value, eta)
-
-
-def _binomial_logp_masked(
-    value: pt.TensorVariable, eta: pt.TensorVariable, n: pt.TensorVariable, mask: pt.TensorVariable
-) -> pt.TensorVariable:
-    return mask * _binomial_logp(value, eta, n)
-
-
-def _scaled_normal(
-    name: str, scale: pt.TensorVariable, dims: tuple[str, ...], noncentered: bool
-) -> pt.TensorVariable:
-    """A zero-mean normal with learned scale, non-centred or centred."""
-    if noncentered:
-        return scale * pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
-    return pm.Normal(f"{name}_c", 0.0, scale, dims=dims)
-
-
 def build_model(
     spec: ModelSpec, design: IRTDesign, *, minibatch_size: int | None = None
 ) -> pm.Model:
-    """Assemble the PyMC model.
+    """Assemble the PyMC model from the spec's components.
 
     Parameters
     ----------
@@ -279,137 +312,71 @@ def build_model(
     Returns
     -------
     pymc.Model
-        With deterministics ``theta`` (llm, skill), ``difficulty`` (query),
-        ``discrimination`` (query, skill), ``beta_b`` (feature), ``beta_a``
-        (feature, skill) and, with datasets, ``mu_dataset`` (dataset). The
-        observed variable is ``y``.
+        With the components' variables (``theta``, ``delta_b``, ...), deterministics
+        ``difficulty`` (query) and ``discrimination`` (query, skill), and the observed
+        variable ``y``.
 
     Examples
     --------
-    >>> from irt_bayes.simulate import simulate_pool  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from irt_bayes import simulate_pool
+    >>> from irt_bayes.data import ResponseData
+    >>> from irt_bayes.spec import load_spec
+    >>> data = ResponseData.from_frame(simulate_pool(n_queries=30, n_llms=3).responses)
+    >>> spec = load_spec("2pl")
+    >>> design = make_design(spec, data, np.zeros((30, 0)))
+    >>> model = build_model(spec, design)
+    >>> sorted(model.named_vars)[:3]
+    ['dataset_effect', 'dataset_z', 'delta_b']
     """
-    p = spec.priors
-    nc = spec.noncentered
-    K = spec.skills
-    X = design.features
-    n_feat = X.shape[1]
+    components = components_for(spec, design.structure)
     with pm.Model(coords=design.coords) as model:
-        # --- abilities: zero-sum over LLMs, learned population scale per skill
-        sigma_theta = pm.HalfNormal("sigma_theta", p.ability_scale, dims="skill")
-        z = pm.ZeroSumNormal("theta_z", sigma=1.0, dims=("skill", "llm"))
-        if design.group_idx is not None:
-            rho = pm.Beta("rho_group", 2.0, 2.0)
-            g = pm.ZeroSumNormal("group_z", sigma=1.0, dims=("skill", "group"))
-            raw = pt.sqrt(rho) * g[:, design.group_idx] + pt.sqrt(1.0 - rho) * z
-            raw = raw - raw.mean(axis=1, keepdims=True)
-        else:
-            raw = z
-        theta = pm.Deterministic("theta", (sigma_theta[:, None] * raw).T, dims=("llm", "skill"))
+        x = pt.as_tensor(design.features)
+        ctx = BuildContext(spec, design.structure, x, design.dataset_idx)
+        values = {}
+        for comp in components:
+            values.update(comp.build(ctx))
+        inp = Inputs(x, design.dataset_idx)
+        items = item_quantities(components, values, inp, PYTENSOR)
+        pm.Deterministic("difficulty", items["b"], dims="query")
+        pm.Deterministic("discrimination", items["a"], dims=("query", "skill"))
+        _observe(components, values, inp, items, design, minibatch_size)
+    return model
 
-        # --- difficulty: intercept + dataset level + embedding slopes + residual
-        mu_b = pm.Normal("mu_b", 0.0, p.difficulty_intercept)
-        fixed_b = mu_b + pt.zeros(len(design.queries))
-        if design.dataset_idx is not None:
-            # Zero-sum offsets: mu_b is the average dataset, so it cannot drift against them.
-            # With two datasets a spread cannot be learned: fix it at its prior scale then.
-            if len(design.datasets) >= 3:
-                sigma_d = pm.HalfNormal("sigma_dataset", p.dataset_scale)
-            else:
-                sigma_d = p.dataset_scale
-            off = pm.ZeroSumNormal("dataset_z", sigma=1.0, dims="dataset")
-            mu_d = pm.Deterministic("mu_dataset", mu_b + sigma_d * off, dims="dataset")
-            fixed_b = mu_d[design.dataset_idx]
-        if n_feat:
-            tau_b = pm.HalfNormal("tau_b", p.slope_scale)
-            beta_b = pm.Deterministic(
-                "beta_b", _scaled_normal("beta_b", tau_b, ("feature",), nc), dims="feature"
-            )
-            fixed_b = fixed_b + pt.dot(X, beta_b)
-        sigma_b = pm.HalfNormal("sigma_b", p.difficulty_residual)
-        b = pm.Deterministic(
-            "difficulty", fixed_b + _scaled_normal("delta_b", sigma_b, ("query",), nc), dims="query"
-        )
 
-        # --- discrimination: softplus of a linear map of the embedding, per skill
-        if spec.discrimination == "free":
-            lin_a = C_DISCRIMINATION + pt.zeros((len(design.queries), K))
-            if n_feat:
-                tau_a = pm.HalfNormal("tau_a", p.slope_scale)
-                beta_a = pm.Deterministic(
-                    "beta_a",
-                    _scaled_normal("beta_a", tau_a, ("feature", "skill"), nc),
-                    dims=("feature", "skill"),
-                )
-                lin_a = lin_a + pt.dot(X, beta_a)
-            sigma_a = pm.HalfNormal("sigma_a", p.discrimination_residual)
-            lin_a = lin_a + _scaled_normal("delta_a", sigma_a, ("query", "skill"), nc)
-            a = pm.Deterministic("discrimination", pt.softplus(lin_a), dims=("query", "skill"))
-        else:
-            a = None
-
-        # --- LLM x dataset ability offsets, shrunk towards 0 by a learned scale. They are
-        # abilities, so the query's discrimination scales them: within a dataset a 2PL then
-        # ranks LLMs the same on every query (added outside a, the ranking flipped with a_i
-        # and RouterDC routing lost 0.3 points to the per-dataset prior).
-        gamma = None
-        if spec.dataset_abilities and design.dataset_idx is not None:
-            tau_g = pm.HalfNormal("tau_gamma", p.dataset_ability_scale)
-            # zero-sum over LLMs *and* datasets: an LLM's average offset would otherwise
-            # duplicate its ability (NUTS R-hat 1.05; ADVI moved the abilities into gamma)
-            g_z = pm.ZeroSumNormal("gamma_z", sigma=1.0, dims=("dataset", "llm"), n_zerosum_axes=2)
-            gamma = pm.Deterministic("gamma", tau_g * g_z, dims=("dataset", "llm"))
-
-        # --- LLM-specific embedding slopes: the full-rank version of the MIRT term
-        # x_i W_a theta_j, zero-sum over LLMs so they cannot move the difficulty slopes.
-        slopes = None
-        if spec.llm_slopes and n_feat:
-            tau_w = pm.HalfNormal("tau_w", p.slope_scale)
-            w_z = pm.ZeroSumNormal("w_z", sigma=1.0, dims=("feature", "llm"))
-            slopes = pm.Deterministic("llm_slopes", tau_w * w_z, dims=("feature", "llm"))
-
-        # --- likelihood
-        qi, li, y, n = design.query_idx, design.llm_idx, design.y, design.trials
-        if minibatch_size is None and design.density >= DENSE_MIN_DENSITY:
-            # Nearly every (query, LLM) pair observed: a dense grid with a mask avoids the
-            # scatter-adds of indexed gathers, which took ~60% of each gradient.
-            y, mask, n = design.dense()
-            if a is None:
-                eta = theta[:, 0][None, :] - b[:, None]
-            else:
-                eta = pt.dot(a, theta.T) - b[:, None]
-            if gamma is not None:
-                off = gamma[design.dataset_idx]
-                eta = eta + (off if a is None else a.sum(axis=1)[:, None] * off)
-            if slopes is not None:
-                eta = eta + pt.dot(X, slopes)
-            if design.likelihood == "binomial":
-                pm.CustomDist("y", eta, n, mask, logp=_binomial_logp_masked, observed=y)
-            else:
-                pm.CustomDist("y", eta, mask, logp=_bernoulli_logp_masked, observed=y)
-            return model
-        total = None
+def _observe(components, values, inp, items, design, minibatch_size) -> None:  # noqa: ANN001
+    """Add the likelihood of the training responses, as ``y``."""
+    c = items.get("c")
+    qi, li, y, n = design.query_idx, design.llm_idx, design.y, design.trials
+    total = mask = None
+    if minibatch_size is None and design.density >= DENSE_MIN_DENSITY:
+        # Nearly every (query, LLM) pair observed: a dense grid with a mask avoids the
+        # scatter-adds of indexed gathers, which took ~60% of each gradient.
+        layout = Grid()
+        y, mask, n = design.dense()
+    else:
         if minibatch_size is not None and minibatch_size < design.n_obs:
             if n is None:
                 y, qi, li = pm.Minibatch(y, qi, li, batch_size=minibatch_size)
             else:
                 y, qi, li, n = pm.Minibatch(y, qi, li, n, batch_size=minibatch_size)
             total = design.n_obs
-        if a is None:
-            eta = theta[li, 0] - b[qi]
-        else:
-            eta = (a[qi] * theta[li]).sum(axis=-1) - b[qi]
-        if gamma is not None:
-            off = gamma[pt.as_tensor(design.dataset_idx)[qi], li]
-            eta = eta + (off if a is None else a[qi].sum(axis=-1) * off)
-        if slopes is not None:
-            eta = eta + (pt.as_tensor(X)[qi] * slopes.T[li]).sum(axis=-1)
-        if design.likelihood == "binomial":
-            pm.CustomDist("y", eta, n, logp=_binomial_logp, observed=y, total_size=total)
-        else:
-            pm.CustomDist("y", eta, logp=_bernoulli_logp, observed=y, total_size=total)
-    return model
+        layout = Pairs(qi, li)
+    eta, _ = linear_predictor(components, values, inp, layout, PYTENSOR, items)
+    # Everything the logp reads is passed as a parameter of the distribution: a free
+    # variable captured from outside would stay a random node in the logp graph.
+    params = {"eta": eta}
+    if c is not None:
+        params["c"] = layout.query(c)
+    if n is not None:
+        params["n"] = pt.as_tensor(n)
+    if mask is not None:
+        params["mask"] = pt.as_tensor(mask)
+    names = list(params)
 
+    def logp(value, *args):  # noqa: ANN001, ANN202
+        p = dict(zip(names, args, strict=True))
+        ll = log_likelihood(value, p["eta"], p.get("c"), p.get("n"), PYTENSOR)
+        return ll if "mask" not in p else p["mask"] * ll
 
-def log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Log C(n, k) elementwise; the constant of the binomial log-likelihood."""
-    return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
+    pm.CustomDist("y", *params.values(), logp=logp, observed=y, total_size=total)

@@ -3,11 +3,14 @@
 Layout of a saved router::
 
     ROUTER/
-      router.json     metadata: format version, package version, spec, encoder id,
-                      LLM names, prices, datasets, training query ids and texts' ids,
-                      warm-up weights, fit diagnostics
+      router.json     metadata: format version, package version, spec, the structure the
+                      data gave it (datasets, features, groups), encoder id, LLM names,
+                      prices, training query ids, the dataset classifier's names, the
+                      predictive's kernel temperature, fit diagnostics, the held-out
+                      predictive check and the model choice
       posterior.nc    arviz.InferenceData (posterior, observed and constant data)
-      arrays.npz      PCA of the embeddings and the training embeddings
+      arrays.npz      PCA of the embeddings, the training embeddings and datasets, the
+                      dataset classifier's coefficients
 
 The directory is written under a temporary name beside the target and renamed
 into place, so an interrupted save never leaves a half-written router.
@@ -30,6 +33,9 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+from irt_bayes.checks import PredictiveCheck
+from irt_bayes.components import Structure
+from irt_bayes.domains import DomainModel
 from irt_bayes.errors import RouterFileError
 from irt_bayes.features import EmbeddingFeatures
 from irt_bayes.inference import Diagnostics, diagnose
@@ -40,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT_VERSION", "atomic_directory", "save_router", "load_router", "package_version"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FILES = ("router.json", "posterior.nc", "arrays.npz")
 
 
@@ -58,6 +64,17 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None: router.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float | np.floating) and not np.isfinite(obj):
+        return None
+    return obj
 
 
 @contextlib.contextmanager
@@ -126,6 +143,7 @@ def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
         "spec": router.spec_.to_dict(),
         "method": router.diagnostics_.method,
         "seed": router.seed,
+        "residuals": router.residuals,
         "encoder_id": router.encoder_id_,
         # the name to rebuild the encoder from ("default", a path or hub name), not its id
         "encoder": router.encoder
@@ -136,12 +154,28 @@ def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
         "llms": router.llms_,
         "prices": [None if not np.isfinite(v) else float(v) for v in prices.to_numpy(float)],
         "datasets": router.datasets_,
+        "structure": router.structure_.to_dict(),
+        "domain": None
+        if router.domain_ is None
+        else {
+            "names": router.domain_.names,
+            "source": router.domain_.source,
+            "C": router.domain_.C,
+            "parents": router.domain_.parents,
+        },
+        "tau": router.tau_ if np.isfinite(router.tau_) else None,
+        "tau_losses": {str(k): v for k, v in router.tau_losses_.items()},
         "train_queries": router.train_queries_.drop(columns=["query"]).to_dict(orient="list"),
-        "warmup": router.warmup_weights_,
         "diagnostics": router.diagnostics_.to_dict(),
+        "check": None if router.check_ is None else router.check_.to_dict(),
+        "selection": None
+        if router.selection_ is None
+        else router.selection_.reset_index().to_dict(orient="list"),
+        "selection_note": router.selection_note_,
     }
     with atomic_directory(path) as tmp:
-        (tmp / "router.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+        text = json.dumps(_finite(meta), indent=2, default=_json_default, allow_nan=False)
+        (tmp / "router.json").write_text(text)
         router.idata_.to_netcdf(str(tmp / "posterior.nc"), engine="h5netcdf")
         arrays = {f"features_{k}": v for k, v in router.features_.to_arrays().items()}
         arrays["train_embeddings"] = router.train_embeddings_
@@ -150,6 +184,8 @@ def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
             if router.train_dataset_idx_ is not None
             else np.zeros(0, np.int64)
         )
+        if router.domain_ is not None:
+            arrays.update({f"domain_{k}": v for k, v in router.domain_.to_arrays().items()})
         np.savez_compressed(tmp / "arrays.npz", **arrays)
     return path
 
@@ -272,6 +308,7 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
         encoder=encoder,
         method=meta.get("method", "advi"),
         seed=meta.get("seed", 0),
+        residuals=meta.get("residuals", "empirical"),
         **kwargs,
     )
     router.spec_ = spec
@@ -289,6 +326,28 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     router.train_embeddings_ = emb
     didx = arrays.get("train_dataset_idx")
     router.train_dataset_idx_ = didx if didx is not None and didx.size else None
+    router.structure_ = Structure.from_dict(_need(meta, "structure", path))
+    dom = meta.get("domain")
+    router.domain_ = None
+    if dom is not None:
+        keys = ("coef", "intercept", "pca_mean", "pca_components", "pca_scale")
+        if any(f"domain_{k}" not in arrays for k in keys):
+            raise RouterFileError(f"{path / 'arrays.npz'}: missing the dataset classifier")
+        router.domain_ = DomainModel.from_arrays(
+            dom["names"],
+            {k: arrays[f"domain_{k}"] for k in keys},
+            dom.get("source", "labels"),
+            float(dom.get("C") if dom.get("C") is not None else np.nan),
+            dom.get("parents"),
+        )
+    tau = meta.get("tau")
+    router.tau_ = float("inf") if tau is None else float(tau)
+    router.tau_losses_ = {float(k): v for k, v in (meta.get("tau_losses") or {}).items()}
+    chk = meta.get("check")
+    router.check_ = None if chk is None else PredictiveCheck.from_dict(chk)
+    sel = meta.get("selection")
+    router.selection_ = None if sel is None else pd.DataFrame(sel).set_index("model")
+    router.selection_note_ = str(meta.get("selection_note", ""))
     router.likelihood_ = meta.get("likelihood", "bernoulli")
     router.idata_ = idata
     d = meta.get("diagnostics", {})
@@ -305,5 +364,5 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
         )
     router.encoder_id_ = encoder_id
     router.embedding_dim_ = int(meta["embedding_dim"])
-    router.warmup_weights_ = dict(meta.get("warmup", {}))
+    router._draws = None
     return router

@@ -1,36 +1,34 @@
-"""Posterior prediction of P(correct) for new queries, vectorised over draws.
+"""Posterior prediction: P(correct) for new queries and the training responses, in numpy.
 
-For a new query with features x and posterior draw s::
+Everything here evaluates the model's components (:mod:`irt_bayes.components`) on
+posterior draws; no formula of the linear predictor is written in this module.
 
-    b_s  = mu_dataset_s[d] + x . beta_b_s          (+ residual delta ~ N(m_s, v_s))
-    a_s  = softplus(c + x . beta_a_s + sigma_a_s eps),   eps ~ N(0, 1)
-    P_s  = E_delta[ sigmoid(a_s . theta_s - b_s - delta) ]
+A new query's predictive
+------------------------
+A new query ``x`` has no responses, so its own latent values are unknown: the
+difficulty and discrimination residuals (``delta_b``, ``delta_a``) and, without a
+label, its dataset. In posterior draw ``s`` it takes those of a training query ``m``
+drawn from the *empirical posterior of the training queries*, with weights::
 
-The expectation over the difficulty residual is taken analytically: the logistic
-function is written as a three-term scale mixture of normal CDFs,
-``sigmoid(x) ~ sum_k w_k Phi(x / s_k)`` (Monahan & Stefanski, 1992), so that
-``E[sigmoid(m + sqrt(v) u)] ~ sum_k w_k Phi(m / sqrt(s_k^2 + v))`` with an error
-below 5e-5 for every ``v`` (see :func:`logistic_normal_mean`); the
-discrimination residual is drawn once per posterior draw with a fixed seed, so the
-same router gives the same numbers every time. Draw-to-draw spread of ``P_s`` is
-the posterior uncertainty about the expected score on queries like this one.
+    w_m(x) = P(d(m) | x) * k_tau(x, x_m) / sum_{m' in d(m)} k_tau(x, x_m')
+    k_tau(x, x_m) = exp(cos(x, x_m) / tau)
 
-Dataset level: a query whose ``dataset`` label was seen in training uses that
-dataset's mean; an unseen label draws a new dataset mean from the hierarchical prior
-(wider intervals for a new domain); no label takes the label of a nearest training
-neighbour, drawn per posterior draw from the 10 nearest neighbours' labels.
+``P(d | x)`` is the calibrated dataset classifier of :mod:`irt_bayes.domains` (one-hot
+on the label when labels are used, and the whole training set for an unseen label,
+whose dataset terms then draw from their hierarchical prior); ``tau`` is chosen by
+leave-one-out on the training queries (:func:`select_tau`; ``inf`` gives each
+dataset's plain empirical distribution). Draws of ``m`` are spread over the posterior
+draws by systematic resampling, so the posterior mean of P(correct) is a low-noise
+average over both the parameters and the plausible values of the query's residuals.
 
-Warm-up for new queries (``warmup=``):
+So the draws of :func:`predict_draws` are joint predictive draws: draw ``s`` is the
+posterior draw ``s`` of every parameter together with one plausible set of latent values
+of the new query. Their spread is the predictive uncertainty of the query's P(correct):
+what the model does not know about the LLMs and about this query.
 
-* ``"irt-router"`` (Song et al., 2025): the embedding is blended with the mean
-  embedding of its k nearest training queries, ``(1 - lam) e + lam mean(e_knn)``;
-* ``"knn-residual"`` (ours): the residuals of the k nearest training queries, draw by
-  draw, inform the new query's residuals. A regression of each training query's
-  posterior-mean residual on its neighbours' (leave-one-out) gives weight ``w`` and
-  the share ``f`` of residual variance left, so that
-  ``delta ~ N(w mean_knn(delta_s), f sigma_b_s^2)``. Where neighbours carry no
-  information w ~ 0 and it falls back to the prior; where they do the interval
-  narrows.
+Warm-up (``warmup="irt-router"``, Song et al., 2025): the embedding is blended with the
+mean embedding of its k nearest training queries, ``(1 - lam) e + lam mean(e_knn)``,
+before it is mapped to features.
 """
 
 from __future__ import annotations
@@ -40,28 +38,44 @@ from dataclasses import dataclass
 import arviz as az
 import numpy as np
 import xarray as xr
-from scipy.special import ndtr
 
-from irt_bayes.model import C_DISCRIMINATION
+from irt_bayes.components import (
+    NUMPY,
+    Component,
+    Grid,
+    Inputs,
+    Pairs,
+    linear_predictor,
+    log_likelihood,
+    posterior_variables,
+    probability,
+)
 
 __all__ = [
-    "PosteriorParams",
+    "QueryPrior",
+    "RESIDUALS",
+    "TAU_GRID",
+    "extract_draws",
     "knn",
-    "knn_residual_weights",
-    "logistic_normal_mean",
-    "observed_logit",
     "predict_draws",
+    "sample_atoms",
+    "sample_index",
+    "select_tau",
+    "training_logit",
+    "training_log_likelihood",
 ]
 
-# sigmoid(x) ~ sum_k w_k Phi(x / s_k): weights and scales fitted by least squares on
-# x in [-25, 25], largest error 4.8e-5. The one-term probit approximation
-# (s = sqrt(8 / pi)) is off by up to 0.013 where P(correct) is high and the
-# residual wide, which made confident predictions underconfident.
-_MIX_W = np.array([0.2557890684064004, 0.583135829372935, 0.16107510222066446])
-_MIX_S2 = np.array([1.1044586638245641, 1.735001974822893, 2.7501402024866968]) ** 2
+# Kernel temperatures compared by leave-one-out (cosine similarities of MiniLM vectors
+# within a dataset spread over about 0.2-0.7; inf = no kernel).
+TAU_GRID = (float("inf"), 0.3, 0.1, 0.05)
+# Training queries scored in the leave-one-out choice of tau, and draws used for it.
+_LOO_QUERIES = 1500
+_LOO_DRAWS = 100
+# New queries predicted per block: bounds the (draw, query, LLM) arrays held at once.
+_QUERY_BLOCK = 1000
 
 
-def _stack(post: xr.Dataset, name: str, dims: tuple[str, ...], idx: np.ndarray) -> np.ndarray:
+def stack_draws(post: xr.Dataset, name: str, dims: tuple[str, ...], idx: np.ndarray) -> np.ndarray:
     """Draws ``idx`` of the (chain, draw)-stacked, chain-major samples, as (len(idx), *dims)."""
     # index (chain, draw) directly: stacking first would copy every draw on each call
     var = post[name].transpose("chain", "draw", *dims).to_numpy()
@@ -69,82 +83,24 @@ def _stack(post: xr.Dataset, name: str, dims: tuple[str, ...], idx: np.ndarray) 
     return np.asarray(var[idx // n_draw, idx % n_draw], dtype=np.float64)
 
 
-def observed_logit(
-    idata: az.InferenceData,
-    sample_idx: np.ndarray,
-    dataset_idx: np.ndarray | None = None,
-    features: np.ndarray | None = None,
-) -> np.ndarray:
-    """Logit of P(correct) of every training response under some posterior draws.
-
-    ``a_i . theta_j - b_i``, plus the LLM x dataset offset ``gamma_{d(i), j} sum_k a_ik``
-    and the LLM-specific embedding slopes ``x_i . w_j`` where the model has them.
-
-    Parameters
-    ----------
-    idata : arviz.InferenceData
-        A fitted router's posterior with ``query_idx``/``llm_idx`` in ``constant_data``.
-    sample_idx : numpy.ndarray
-        Positions into the draws stacked over (chain, draw), chain-major.
-    dataset_idx : numpy.ndarray, optional
-        (n_queries,) dataset position of each training query; the offsets need it.
-    features : numpy.ndarray, optional
-        (n_queries, n_features) training features; the LLM-specific slopes need them.
-
-    Returns
-    -------
-    numpy.ndarray
-        (len(sample_idx), n_obs).
-    """
-    post, const = idata.posterior, idata.constant_data
-    qi = const["query_idx"].to_numpy().astype(np.int64)
-    li = const["llm_idx"].to_numpy().astype(np.int64)
-    theta = _stack(post, "theta", ("llm", "skill"), sample_idx)[:, li, :]
-    b = _stack(post, "difficulty", ("query",), sample_idx)[:, qi]
-    a = None
-    if "discrimination" in post:
-        a = _stack(post, "discrimination", ("query", "skill"), sample_idx)[:, qi, :]
-        eta = np.einsum("sok,sok->so", a, theta) - b
-    else:
-        eta = theta[:, :, 0] - b
-    if "gamma" in post and dataset_idx is not None:
-        off = _stack(post, "gamma", ("dataset", "llm"), sample_idx)[:, dataset_idx[qi], li]
-        eta = eta + (off if a is None else off * a.sum(axis=2))
-    if "llm_slopes" in post and features is not None:
-        w = _stack(post, "llm_slopes", ("feature", "llm"), sample_idx)
-        eta = eta + np.einsum("of,sfo->so", features[qi], w[:, :, li])
-    return eta
+def sample_index(idata: az.InferenceData, max_draws: int | None) -> np.ndarray:
+    """Evenly spaced positions into the (chain, draw)-stacked draws, at most ``max_draws``."""
+    post = idata.posterior
+    total = post.sizes["chain"] * post.sizes["draw"]
+    if max_draws is None or total <= max_draws:
+        return np.arange(total)
+    return np.unique(np.linspace(0, total - 1, max_draws).round().astype(int))
 
 
-def logistic_normal_mean(m: np.ndarray, v: np.ndarray | float) -> np.ndarray:
-    """``E[sigmoid(m + sqrt(v) u)]`` for ``u ~ N(0, 1)``, elementwise.
-
-    Parameters
-    ----------
-    m : numpy.ndarray
-        Mean of the logit.
-    v : numpy.ndarray or float
-        Variance of the logit, broadcastable against ``m``; 0 gives ``sigmoid(m)``.
-
-    Returns
-    -------
-    numpy.ndarray
-        Same shape as ``m`` broadcast with ``v``; absolute error below 5e-5.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from irt_bayes.predict import logistic_normal_mean
-    >>> round(float(logistic_normal_mean(np.array(0.0), 4.0)), 4)
-    0.5
-    >>> round(float(logistic_normal_mean(np.array(4.0), 4.0)), 3)
-    0.932
-    """
-    m = np.asarray(m, dtype=np.float64)
-    out = np.zeros(np.broadcast_shapes(m.shape, np.shape(v)))
-    for w, s2 in zip(_MIX_W, _MIX_S2, strict=True):
-        out += w * ndtr(m / np.sqrt(s2 + v))
-    return out
+def extract_draws(
+    idata: az.InferenceData, components: list[Component], idx: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The components' posterior variables at draws ``idx``, as (len(idx), *dims) arrays."""
+    post = idata.posterior
+    return {
+        name: stack_draws(post, name, dims, idx)
+        for name, dims in posterior_variables(components).items()
+    }
 
 
 def knn(query_emb: np.ndarray, train_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,211 +115,264 @@ def knn(query_emb: np.ndarray, train_emb: np.ndarray, k: int) -> tuple[np.ndarra
 
 
 @dataclass(frozen=True)
-class PosteriorParams:
-    """Posterior draws flattened to (sample, ...) numpy arrays for fast prediction."""
+class QueryPrior:
+    """Weights of the training queries whose latent values a new query may take.
 
-    theta: np.ndarray  # (S, J, K)
-    mu_b: np.ndarray  # (S,)
-    sigma_b: np.ndarray  # (S,)
-    mu_dataset: np.ndarray | None  # (S, D)
-    sigma_dataset: np.ndarray | None  # (S,)
-    beta_b: np.ndarray | None  # (S, F)
-    beta_a: np.ndarray | None  # (S, F, K)
-    sigma_a: np.ndarray | None  # (S,)
-    resid_b: np.ndarray  # (S, Q) training residuals of difficulty
-    resid_a: np.ndarray | None  # (S, Q, K) training residuals of the discrimination's logit
-    gamma: np.ndarray | None = None  # (S, D, J) LLM x dataset ability offsets
-    tau_gamma: np.ndarray | None = None  # (S,)
-    llm_slopes: np.ndarray | None = None  # (S, F, J) LLM-specific embedding slopes
+    Attributes
+    ----------
+    train_embeddings : numpy.ndarray
+        (Q, dim) unit-norm embeddings of the training queries.
+    train_dataset_idx : numpy.ndarray or None
+        (Q,) dataset of each training query (None for a model without datasets).
+    tau : float
+        Kernel temperature; ``inf`` weights every query of a dataset equally.
+    """
 
-    @property
-    def n_samples(self) -> int:
-        """Number of posterior draws kept."""
-        return int(self.theta.shape[0])
+    train_embeddings: np.ndarray
+    train_dataset_idx: np.ndarray | None
+    tau: float = float("inf")
 
-    @classmethod
-    def from_idata(
-        cls,
-        idata: az.InferenceData,
-        train_features: np.ndarray,
-        train_dataset_idx: np.ndarray | None,
-        fixed_dataset_scale: float,
-        max_draws: int | None = 1000,
-        seed: int = 0,
-    ) -> PosteriorParams:
-        """Extract and thin draws from a fitted posterior.
+    def weights(
+        self,
+        emb: np.ndarray,
+        dataset_probs: np.ndarray | None,
+        *,
+        exclude: np.ndarray | None = None,
+        tau: float | None = None,
+    ) -> np.ndarray:
+        """(n, Q) weights ``P(d(m) | x) k(x, x_m) / sum_{m' in d(m)} k(x, x_m')``.
 
         Parameters
         ----------
-        idata : arviz.InferenceData
-            Posterior with the model's deterministics.
-        train_features : numpy.ndarray
-            (Q, F) features of the training queries (to recover residuals).
-        train_dataset_idx : numpy.ndarray or None
-            (Q,) dataset positions of the training queries.
-        fixed_dataset_scale : float
-            Spread of dataset means when it was not learned (fewer than 3 datasets).
-        max_draws : int or None
-            Keep at most this many draws, evenly spaced.
-        seed : int
-            Unused for now; thinning is deterministic.
+        emb : numpy.ndarray
+            (n, dim) unit-norm embeddings of the new queries.
+        dataset_probs : numpy.ndarray or None
+            (n, D) probability of each dataset; None pools every training query.
+        exclude : numpy.ndarray, optional
+            (n,) a training position to give weight 0 per row (leave-one-out).
+        tau : float, optional
+            Overrides :attr:`tau`.
         """
-        post = idata.posterior
-        total = post.sizes["chain"] * post.sizes["draw"]
-        idx = np.arange(total)
-        if max_draws is not None and total > max_draws:
-            idx = np.linspace(0, total - 1, max_draws).round().astype(int)
-
-        def get(name: str, dims: tuple[str, ...] = ()) -> np.ndarray | None:
-            return _stack(post, name, dims, idx) if name in post else None
-
-        theta = get("theta", ("llm", "skill"))
-        mu_b = get("mu_b")
-        sigma_b = get("sigma_b")
-        mu_d = get("mu_dataset", ("dataset",))
-        sig_d = get("sigma_dataset")
-        if mu_d is not None and sig_d is None:
-            sig_d = np.full(len(idx), fixed_dataset_scale)
-        beta_b = get("beta_b", ("feature",))
-        beta_a = get("beta_a", ("feature", "skill"))
-        sigma_a = get("sigma_a")
-        difficulty = get("difficulty", ("query",))
-        fixed = (
-            mu_d[:, train_dataset_idx]
-            if mu_d is not None and train_dataset_idx is not None
-            else mu_b[:, None] + np.zeros(train_features.shape[0])
-        )
-        if beta_b is not None:
-            fixed = fixed + beta_b @ train_features.T
-        resid_b = difficulty - fixed
-        resid_a = None
-        if "discrimination" in post and sigma_a is not None:
-            a = get("discrimination", ("query", "skill"))
-            # inverse softplus, stable for large a
-            logit_a = a + np.log(-np.expm1(-np.maximum(a, 1e-12)))
-            lin = C_DISCRIMINATION + (
-                np.einsum("qf,sfk->sqk", train_features, beta_a) if beta_a is not None else 0.0
-            )
-            resid_a = logit_a - lin
-        return cls(
-            theta=theta,
-            mu_b=mu_b,
-            sigma_b=sigma_b,
-            mu_dataset=mu_d,
-            sigma_dataset=sig_d,
-            beta_b=beta_b,
-            beta_a=beta_a,
-            sigma_a=sigma_a,
-            resid_b=resid_b,
-            resid_a=resid_a,
-            gamma=get("gamma", ("dataset", "llm")),
-            tau_gamma=get("tau_gamma"),
-            llm_slopes=get("llm_slopes", ("feature", "llm")),
-        )
+        tau = self.tau if tau is None else tau
+        n, Q = emb.shape[0], self.train_embeddings.shape[0]
+        if np.isfinite(tau):
+            logk = (emb @ self.train_embeddings.T).astype(np.float64) / tau
+        else:
+            logk = np.zeros((n, Q))
+        if exclude is not None:
+            logk[np.arange(n), exclude] = -np.inf
+        d = self.train_dataset_idx
+        if dataset_probs is None or d is None:
+            return _normalise_rows(logk)
+        out = np.zeros((n, Q))
+        for j in range(dataset_probs.shape[1]):
+            cols = np.flatnonzero(d == j)
+            if cols.size == 0:
+                continue
+            within = _normalise_rows(logk[:, cols])
+            out[:, cols] = dataset_probs[:, j : j + 1] * within
+        total = out.sum(axis=1, keepdims=True)
+        return out / np.where(total > 0, total, 1.0)
 
 
-def knn_residual_weights(
-    resid_mean: np.ndarray, train_emb: np.ndarray, k: int
-) -> tuple[float, float]:
-    """Weight ``w`` of the neighbours' mean residual and remaining variance share ``f``.
+def _normalise_rows(logw: np.ndarray) -> np.ndarray:
+    top = logw.max(axis=1, keepdims=True)
+    w = np.exp(logw - np.where(np.isfinite(top), top, 0.0))
+    total = w.sum(axis=1, keepdims=True)
+    return w / np.where(total > 0, total, 1.0)
 
-    Leave-one-out on the training queries: each query's posterior-mean residual is
-    regressed (through the origin) on the mean residual of its k nearest *other*
-    training queries.
+
+def sample_atoms(weights: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """(S, n) training positions, S per query by systematic resampling of its weights.
+
+    Systematic resampling puts ``round(S w_m)`` draws on training query ``m`` (give or
+    take one), which makes the posterior mean over draws an almost noise-free average
+    over the weights; the draws are then shuffled per query so that atoms are not tied
+    to the order of the posterior draws.
     """
-    q = train_emb.shape[0]
-    if q <= k + 1:
-        return 0.0, 1.0
-    sim = train_emb @ train_emb.T
-    np.fill_diagonal(sim, -np.inf)  # leave each query out of its own neighbours
-    nb = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-    m = resid_mean[nb].mean(axis=1)
-    denom = float(m @ m)
-    if denom <= 0:
-        return 0.0, 1.0
-    w = float(np.clip((m @ resid_mean) / denom, 0.0, 1.0))
-    var_total = float(np.var(resid_mean))
-    f = float(np.clip(np.var(resid_mean - w * m) / var_total, 0.05, 1.0)) if var_total else 1.0
-    return w, f
+    n, Q = weights.shape
+    cum = np.cumsum(weights, axis=1)
+    cum[:, -1] = 1.0  # absorb rounding so every position lands on a query
+    u = (rng.random((n, 1)) + np.arange(n_draws)[None, :]) / n_draws  # (n, S)
+    offset = np.arange(n)[:, None]
+    flat = np.searchsorted((cum + offset).ravel(), (u + offset).ravel(), side="right")
+    atoms = np.minimum(flat.reshape(n, n_draws) - offset * Q, Q - 1)
+    return rng.permuted(atoms, axis=1).T
+
+
+RESIDUALS = ("empirical", "normal")
+
+
+def new_query_values(
+    draws: dict[str, np.ndarray],
+    components: list[Component],
+    atoms: np.ndarray,
+    *,
+    residuals: str = "empirical",
+    rng: np.random.Generator | None = None,
+) -> dict[str, np.ndarray]:
+    """Parameter values for new queries.
+
+    ``residuals="empirical"`` (the default): each per-query variable is taken at the
+    atoms, jointly. ``"normal"``: each is drawn independently from its prior,
+    ``N(0, scale^2)`` -- the predictive of irt-bayes 0.1, kept for comparison: it
+    misses whenever the training residuals are neither normal nor independent.
+    """
+    values = dict(draws)
+    for comp in components:
+        for name, dims in comp.variables.items():
+            if not dims or dims[0] != "query":
+                continue
+            arr = draws[name]
+            if residuals == "normal":
+                rng = rng if rng is not None else np.random.default_rng(0)
+                scale = draws[comp.residual_scales[name]]
+                shape = atoms.shape + arr.shape[2:]
+                values[name] = scale.reshape((-1,) + (1,) * (len(shape) - 1)) * (
+                    rng.standard_normal(shape)
+                )
+            else:
+                take = atoms.reshape(atoms.shape + (1,) * (arr.ndim - 2))
+                values[name] = np.take_along_axis(arr, take, axis=1)
+    return values
 
 
 def predict_draws(
-    params: PosteriorParams,
+    components: list[Component],
+    draws: dict[str, np.ndarray],
     features: np.ndarray,
+    atoms: np.ndarray,
+    dataset: np.ndarray | None,
     *,
-    dataset_idx: np.ndarray | None = None,
-    resid_prior: tuple[np.ndarray, np.ndarray] | None = None,
-    resid_a_mean: np.ndarray | None = None,
+    unseen: np.ndarray | None = None,
+    residuals: str = "empirical",
     seed: int = 0,
 ) -> np.ndarray:
-    """P(correct) draws for new queries, shape (S, n_queries, n_llms).
+    """P(correct) draws for new queries, (S, n, J).
 
     Parameters
     ----------
-    params : PosteriorParams
+    components : list of Component
+    draws : dict
+        Posterior draws from :func:`extract_draws`.
     features : numpy.ndarray
         (n, F) standardised features of the new queries.
-    dataset_idx : numpy.ndarray, optional
-        (S, n) or (n,) dataset position per query; -1 means an unseen dataset (a new
-        dataset mean is drawn from the hierarchical prior). Ignored without a
-        dataset level.
-    resid_prior : (mean, var), optional
-        (S, n) mean and variance of the difficulty residual; default N(0, sigma_b^2).
-    resid_a_mean : numpy.ndarray, optional
-        (S, n, K) mean of the discrimination residual (warm-up); default 0.
+    atoms : numpy.ndarray
+        (S, n) training position whose latent values each new query takes per draw
+        (:func:`sample_atoms`).
+    dataset : numpy.ndarray or None
+        (S, n) dataset position per draw and query (the atom's dataset, or the label).
+    unseen : numpy.ndarray, optional
+        (n,) queries from a dataset the model has not seen: their dataset terms draw
+        from the hierarchical prior.
+    residuals : {"empirical", "normal"}
+        How a new query's own latent values are drawn (:func:`new_query_values`).
     seed : int
-        Seed of the discrimination-residual draws.
+        Seed of the prior draws.
+    """
+    rng = np.random.default_rng(seed)
+    values = new_query_values(draws, components, atoms, residuals=residuals, rng=rng)
+    if unseen is not None and unseen.any() and dataset is not None:
+        n_known = None
+        for comp in components:
+            for name in comp.dataset_variables:
+                n_known = values[name].shape[1]
+            comp.new_dataset(values, rng)
+        if n_known is not None:
+            dataset = np.where(unseen[None, :], n_known, dataset)
+    inp = Inputs(features, dataset, sample_ndim=1)
+    return probability(components, values, inp, Grid(), NUMPY)
+
+
+def training_logit(
+    components: list[Component],
+    draws: dict[str, np.ndarray],
+    features: np.ndarray,
+    dataset_idx: np.ndarray | None,
+    query_idx: np.ndarray,
+    llm_idx: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Linear predictor of observed training pairs, (S, n_obs), and the guessing rate."""
+    inp = Inputs(features, dataset_idx, sample_ndim=1)
+    layout = Pairs(query_idx, llm_idx)
+    eta, items = linear_predictor(components, draws, inp, layout, NUMPY)
+    c = items.get("c")
+    return eta, None if c is None else layout.query(c)
+
+
+def training_log_likelihood(
+    components: list[Component],
+    draws: dict[str, np.ndarray],
+    features: np.ndarray,
+    dataset_idx: np.ndarray | None,
+    query_idx: np.ndarray,
+    llm_idx: np.ndarray,
+    y: np.ndarray,
+    trials: np.ndarray | None,
+) -> np.ndarray:
+    """Pointwise log-likelihood (S, n_obs) of the training responses."""
+    eta, c = training_logit(components, draws, features, dataset_idx, query_idx, llm_idx)
+    return log_likelihood(y, eta, c, trials, NUMPY)
+
+
+def select_tau(
+    components: list[Component],
+    draws: dict[str, np.ndarray],
+    prior: QueryPrior,
+    features: np.ndarray,
+    score: np.ndarray,
+    weight: np.ndarray,
+    *,
+    grid: tuple[float, ...] = TAU_GRID,
+    seed: int = 0,
+) -> tuple[float, dict[float, float]]:
+    """Kernel temperature with the best leave-one-query-out predictive log loss.
+
+    Each scored training query is predicted as a new query would be (its dataset
+    known), from the latent values of the *other* training queries.
+
+    Parameters
+    ----------
+    components, draws
+        The fitted model.
+    prior : QueryPrior
+        Training embeddings and datasets.
+    features : numpy.ndarray
+        (Q, F) training features.
+    score, weight : numpy.ndarray
+        (Q, J) observed score (in [0, 1]) and its weight (0 where missing, trials for
+        k-of-n scores).
+    grid : tuple of float
+        Temperatures compared.
+    seed : int
 
     Returns
     -------
-    numpy.ndarray
+    tau : float
+    losses : dict
+        Mean log loss per temperature.
     """
     rng = np.random.default_rng(seed)
-    S, n = params.n_samples, features.shape[0]
-    offset = None
-    if params.mu_dataset is not None and dataset_idx is not None:
-        d = np.broadcast_to(dataset_idx, (S, n))
-        known = np.take_along_axis(params.mu_dataset, np.maximum(d, 0), axis=1)
-        new = params.mu_b[:, None] + params.sigma_dataset[:, None] * rng.standard_normal((S, n))
-        loc_b = np.where(d >= 0, known, new)
-        if params.gamma is not None:
-            # seen dataset: its LLM offsets; unseen: fresh offsets from the prior
-            offset = params.gamma[np.arange(S)[:, None], np.maximum(d, 0)]  # (S, n, J)
-            unseen = d < 0
-            if unseen.any():
-                s_idx, q_idx = np.nonzero(unseen)
-                offset[s_idx, q_idx] = params.tau_gamma[s_idx, None] * rng.standard_normal(
-                    (s_idx.size, offset.shape[2])
-                )
-    else:
-        loc_b = np.broadcast_to(params.mu_b[:, None], (S, n))
-    if params.beta_b is not None:
-        loc_b = loc_b + params.beta_b @ features.T
-    if resid_prior is None:
-        m_res, v_res = 0.0, params.sigma_b[:, None] ** 2
-    else:
-        m_res, v_res = resid_prior
-    loc_b = loc_b + m_res
-
-    K = params.theta.shape[2]
-    if params.sigma_a is None:
-        lin = None
-        ability = params.theta[:, :, 0][:, None, :]  # (S, 1, J)
-        eta = ability - loc_b[:, :, None]
-    else:
-        lin = np.full((S, n, K), C_DISCRIMINATION)
-        if params.beta_a is not None:
-            lin = lin + np.einsum("nf,sfk->snk", features, params.beta_a)
-        eps = rng.standard_normal((S, n, K))
-        if resid_a_mean is not None:
-            lin = lin + resid_a_mean
-            eps = eps * np.sqrt(0.5)  # neighbours explain part of the residual
-        lin = lin + params.sigma_a[:, None, None] * eps
-        a = np.logaddexp(0.0, lin)
-        eta = np.einsum("snk,sjk->snj", a, params.theta) - loc_b[:, :, None]
-    if offset is not None:
-        eta = eta + (offset if params.sigma_a is None else a.sum(axis=2)[:, :, None] * offset)
-    if params.llm_slopes is not None:
-        eta = eta + np.einsum("nf,sfj->snj", features, params.llm_slopes)
-    v = np.broadcast_to(v_res, (S, n))[:, :, None]
-    return logistic_normal_mean(eta, v)
+    Q = features.shape[0]
+    rows = np.arange(Q) if Q <= _LOO_QUERIES else np.sort(rng.choice(Q, _LOO_QUERIES, False))
+    S = next(iter(draws.values())).shape[0]
+    sub = np.unique(np.linspace(0, S - 1, min(S, _LOO_DRAWS)).round().astype(int))
+    small = {k: v[sub] for k, v in draws.items()}
+    d = prior.train_dataset_idx
+    probs = None
+    if d is not None:
+        probs = np.zeros((len(rows), int(d.max()) + 1))
+        probs[np.arange(len(rows)), d[rows]] = 1.0
+    emb = prior.train_embeddings[rows]
+    losses = {}
+    for tau in grid:
+        w = prior.weights(emb, probs, exclude=rows, tau=tau)
+        atoms = sample_atoms(w, len(sub), rng)
+        ds = None if d is None else d[atoms]
+        p = predict_draws(components, small, features[rows], atoms, ds).mean(axis=0)
+        p = np.clip(p, 1e-9, 1 - 1e-9)
+        s, wt = score[rows], weight[rows]
+        ll = wt * (s * np.log(p) + (1 - s) * np.log1p(-p))
+        losses[float(tau)] = float(-ll.sum() / wt.sum())
+    best = min(losses, key=losses.__getitem__)
+    return best, losses

@@ -66,11 +66,22 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 from scipy import sparse, stats
-from scipy.special import expit
 
+from irt_bayes.components import (
+    NUMPY,
+    Grid,
+    Inputs,
+    Pairs,
+    contributions,
+    has,
+    item_quantities,
+    probability,
+)
+from irt_bayes.components.likelihood import response
 from irt_bayes.data import ResponseData, load_responses
 from irt_bayes.errors import IrtBayesError
 from irt_bayes.persistence import atomic_directory
+from irt_bayes.predict import extract_draws
 
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
@@ -208,57 +219,56 @@ def _skills(router: IRTRouter) -> list[str]:
     return [str(s) for s in router.idata_.posterior["skill"].to_numpy()]
 
 
-def _eta(
-    theta: np.ndarray, b: np.ndarray, a: np.ndarray | None, off: np.ndarray | None
-) -> np.ndarray:
-    """Logits (sample, query, llm) of P(correct).
-
-    From theta (S, L, K), b (S, Q), a (S, Q, K) or None, and the LLM x dataset ability
-    offsets of each query (S, Q, L) or None.
-    """
-    if a is None:
-        eta = theta[:, None, :, 0] - b[:, :, None]
-    else:
-        eta = np.einsum("sqk,slk->sql", a, theta) - b[:, :, None]
-    return eta if off is None else eta + off
+def _group_means(labels: np.ndarray, groups: list[str]) -> np.ndarray:
+    """(query, group) averaging matrix: one matmul per block instead of a loop."""
+    w = (np.asarray(labels)[:, None] == np.asarray(groups, dtype=object)[None, :]).astype(float)
+    return w / w.sum(axis=0, keepdims=True)
 
 
-def _query_dataset_idx(router: IRTRouter) -> np.ndarray | None:
-    """Position of each training query's dataset in the ``dataset`` coord (None without)."""
-    return router._train_dataset_positions()
+def _free_discrimination(router: IRTRouter) -> bool:
+    """Whether queries have their own discrimination (2PL / MIRT), from the spec."""
+    return router.spec_.discrimination == "free"
 
 
-def _gamma(router: IRTRouter) -> np.ndarray | None:
-    """LLM x dataset ability offsets (sample, dataset, llm), None when the model has none."""
-    if "gamma" not in router.idata_.posterior or _query_dataset_idx(router) is None:
+def _guessing(router: IRTRouter) -> np.ndarray | None:
+    """(sample, query) lower asymptote of each training query, None without guessing."""
+    comps = router.components_
+    if not has(comps, "guessing"):
         return None
-    return _draws(router, "gamma", "dataset", "llm")
+    draws = extract_draws(router.idata_, comps, _sample_index(router, None))
+    return item_quantities(comps, draws, _training_inputs(router), NUMPY)["c"]
 
 
-def _posterior_blocks(router: IRTRouter, idx: np.ndarray):  # noqa: ANN202 - generator
-    """Yield (theta, b, a, offset) draws in blocks of ``_CHUNK`` samples.
+def _training_inputs(router: IRTRouter) -> Inputs:
+    t = router.training_inputs()
+    return Inputs(t["features"], t["dataset_idx"], sample_ndim=1)
 
-    ``offset`` is the logit the LLM x dataset ability offset adds to every (query, LLM),
-    ``sum_k a_ik * gamma_{d(i), j}``, plus the LLM-specific embedding slopes
-    ``x_i . w_j``, (S, Q, L), or None for a model with neither.
-    """
-    theta = _draws(router, "theta", "llm", "skill")[idx]
-    b = _draws(router, "difficulty", "query")[idx]
-    has_a = "discrimination" in router.idata_.posterior
-    a = _draws(router, "discrimination", "query", "skill")[idx] if has_a else None
-    gamma = _gamma(router)
-    d = _query_dataset_idx(router)
-    x = router._slope_features()
-    w = None if x is None else _draws(router, "llm_slopes", "feature", "llm")[idx]
+
+def _blocks(router: IRTRouter, idx: np.ndarray) -> Iterator[dict[str, np.ndarray]]:
+    """The components' posterior draws at ``idx``, in blocks of ``_CHUNK`` samples."""
+    comps = router.components_
     for lo in range(0, len(idx), _CHUNK):
-        sl = slice(lo, lo + _CHUNK)
-        off = None if gamma is None else gamma[idx[sl]][:, d, :]
-        if off is not None and a is not None:
-            off = off * a[sl].sum(axis=2)[:, :, None]
-        if w is not None:
-            xw = np.einsum("qf,sfl->sql", x, w[sl])
-            off = xw if off is None else off + xw
-        yield theta[sl], b[sl], None if a is None else a[sl], off
+        yield extract_draws(router.idata_, comps, idx[lo : lo + _CHUNK])
+
+
+def _p_grid(router: IRTRouter, idx: np.ndarray) -> Iterator[np.ndarray]:
+    """Blocks of P(correct) draws (block, Q, L) of every training (query, LLM) pair."""
+    comps, inp = router.components_, _training_inputs(router)
+    for draws in _blocks(router, idx):
+        yield probability(comps, draws, inp, Grid())
+
+
+def _ability_grid(router: IRTRouter, idx: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Blocks of (LLM-dependent logit, LLM x dataset offset part), each (block, Q, L).
+
+    The LLM-dependent logit is every term of the linear predictor but the difficulty:
+    what an LLM brings to a query.
+    """
+    comps, inp = router.components_, _training_inputs(router)
+    for draws in _blocks(router, idx):
+        parts, _ = contributions(comps, draws, inp, Grid(), NUMPY)
+        ability = sum(v for k, v in parts.items() if k != "difficulty")
+        yield ability, parts.get("dataset_offsets", np.zeros_like(ability))
 
 
 def _observations(router: IRTRouter) -> dict[str, np.ndarray]:
@@ -275,10 +285,12 @@ def _observations(router: IRTRouter) -> dict[str, np.ndarray]:
     }
 
 
-def _p_observed(router: IRTRouter, idx: np.ndarray):  # noqa: ANN202 - generator
-    """Yield blocks of P(correct) draws (block, n_obs) for the observed pairs."""
-    for lo in range(0, len(idx), _CHUNK):
-        yield expit(router._observed_logit(idx[lo : lo + _CHUNK]))
+def _p_observed(router: IRTRouter, idx: np.ndarray) -> Iterator[np.ndarray]:
+    """Blocks of P(correct) draws (block, n_obs) for the observed pairs."""
+    comps, inp = router.components_, _training_inputs(router)
+    o = _observations(router)
+    for draws in _blocks(router, idx):
+        yield probability(comps, draws, inp, Pairs(o["qi"], o["li"]))
 
 
 def _query_texts(router: IRTRouter, data: DataLike) -> pd.Series | None:
@@ -445,10 +457,10 @@ def dataset_ability_table(router: IRTRouter, hdi_prob: float = HDI_PROB) -> pd.D
     """Each LLM's ability on each dataset, with its HDI.
 
     The ability of LLM j on dataset d is the logit it adds, on average over the
-    dataset's training queries, before the difficulty is subtracted:
-    ``mean_{i in d}(a_i) . (theta_j + gamma_{d, j})``, where ``gamma`` are the LLM x
-    dataset ability offsets (absent from some specs). Unlike ``theta`` alone it is
-    pinned down by the data whether or not the model has offsets, and it is what
+    dataset's training queries, before the difficulty is subtracted: every term of the
+    linear predictor but the difficulty (``a_i . (theta_j + gamma_{d, j})``, plus the
+    LLM slopes where the spec has them). Unlike ``theta`` alone it is pinned down by
+    the data whether or not the model has LLM x dataset offsets, and it is what
     separates an LLM that is weak on one dataset but strong on another.
 
     Parameters
@@ -475,20 +487,14 @@ def dataset_ability_table(router: IRTRouter, hdi_prob: float = HDI_PROB) -> pd.D
     router = _as_router(router)
     ds = _query_datasets(router)
     datasets = list(pd.unique(ds))
-    theta = _draws(router, "theta", "llm", "skill")  # (S, L, K)
-    if "discrimination" in router.idata_.posterior:
-        a = _draws(router, "discrimination", "query", "skill")
-        a_d = np.stack([a[:, ds == d, :].mean(axis=1) for d in datasets], axis=1)  # (S, D, K)
-    else:
-        a_d = np.ones((theta.shape[0], len(datasets), theta.shape[2]))
-    ability = np.einsum("sdk,slk->sdl", a_d, theta)
-    offset = np.zeros_like(ability)
-    gamma = _gamma(router)
-    if gamma is not None:
-        # gamma's dataset coord is the posterior's; map it onto the labels used here
-        pos = pd.Index([str(d) for d in router.idata_.posterior["dataset"].to_numpy()])
-        offset = a_d.sum(axis=2)[:, :, None] * gamma[:, pos.get_indexer(datasets), :]
-        ability = ability + offset
+    w = _group_means(ds, datasets)
+    idx = _sample_index(router, None)
+    parts = [
+        (np.einsum("sql,qg->sgl", ab, w), np.einsum("sql,qg->sgl", off, w))
+        for ab, off in _ability_grid(router, idx)
+    ]
+    ability = np.concatenate([a for a, _ in parts])
+    offset = np.concatenate([o for _, o in parts])
     hdi = _hdi(ability, hdi_prob)
     D, L = ability.shape[1:]
     return pd.DataFrame(
@@ -593,15 +599,8 @@ def expected_accuracy(
     idx = _sample_index(router, max_draws)
     ds = _query_datasets(router)
     groups = list(pd.unique(ds)) if by_dataset else ["all"]
-    gi = pd.Index(groups).get_indexer(ds) if by_dataset else np.zeros(len(ds), np.int64)
-    # (query, group) averaging matrix: one matmul per block instead of a loop over datasets.
-    w = np.zeros((len(ds), len(groups)))
-    w[np.arange(len(ds)), gi] = 1.0
-    w /= w.sum(axis=0, keepdims=True)
-    parts = [
-        np.einsum("sql,qg->sgl", expit(_eta(theta, b, a, off)), w)
-        for theta, b, a, off in _posterior_blocks(router, idx)
-    ]
+    w = _group_means(ds, groups) if by_dataset else np.full((len(ds), 1), 1.0 / len(ds))
+    parts = [np.einsum("sql,qg->sgl", p, w) for p in _p_grid(router, idx)]
     out = xr.DataArray(
         np.concatenate(parts, axis=0),
         dims=("sample", "dataset", "llm"),
@@ -1027,11 +1026,11 @@ def query_table(
             "difficulty_sd": b.std(axis=0),
             "difficulty_low": hdi[:, 0],
             "difficulty_high": hdi[:, 1],
-            "p_average": expit(-b).mean(axis=0),
+            "p_average": response(-b, _guessing(router), NUMPY).mean(axis=0),
         },
         index=pd.Index(ids, name="query_id"),
     )
-    if "discrimination" in router.idata_.posterior:
+    if _free_discrimination(router):
         a = _draws(router, "discrimination", "query", "skill")
         skills = _skills(router)
         out["discrimination"] = np.linalg.norm(a, axis=2).mean(axis=0)
@@ -1185,7 +1184,7 @@ def plot_icc(
         bm = b_all.mean(axis=0)
         order = np.argsort(bm)
         picks = [int(order[round(f * (len(order) - 1))]) for f in (0.1, 0.5, 0.9)]
-        if "discrimination" in router.idata_.posterior:
+        if _free_discrimination(router):
             a_m = np.linalg.norm(_draws(router, "discrimination", "query", "skill"), axis=2)
             # the most discriminating query not picked yet
             extra = [int(i) for i in np.argsort(-a_m.mean(axis=0))[:4] if int(i) not in picks]
@@ -1198,16 +1197,19 @@ def plot_icc(
         if unknown:
             raise IrtBayesError(f"query {unknown[0]!r} is not a training query of this router")
     sidx = _sample_index(router, n_draws)
-    theta = _draws(router, "theta", "llm", "skill")
-    has_a = "discrimination" in router.idata_.posterior
+    has_a = _free_discrimination(router)
     a_all = _draws(router, "discrimination", "query", "skill") if has_a else None
     texts = _query_texts(router, data)
     ds = _query_datasets(router)
     disp = None if texts is None else _display_texts(texts, ds)
     o = _observations(router)
-    theta_mean = theta.mean(axis=0)  # (L, K)
-    gamma, dq = _gamma(router), _query_dataset_idx(router)
-
+    # Every term but the difficulty, per (draw, query, LLM): where each LLM sits on a
+    # query, straight from the model's linear predictor (offsets and slopes included).
+    ability = np.concatenate(
+        [ab[:, picks, :] for ab, _ in _ability_grid(router, _sample_index(router, None))]
+    )
+    guess = _guessing(router)
+    has_offsets = has(router.components_, "dataset_offsets")
     ncols = 2 if len(picks) > 1 else 1
     nrows = int(np.ceil(len(picks) / ncols))
     fig = _new_figure(5.0 * ncols + 0.5, 3.6 * nrows + 0.4)
@@ -1221,20 +1223,21 @@ def plot_icc(
             a_q = a_all[:, q, :]
             u = a_q.mean(axis=0) / np.linalg.norm(a_q.mean(axis=0))
             slope = a_q @ u
-        t_llm = theta_mean @ u
-        if gamma is not None:  # each LLM's offset on this query's dataset, in ability units
-            # median: a draw with a discrimination near 0 sends offset / slope far away
-            load = np.ones(len(b)) if a_all is None else a_all[:, q, :].sum(axis=1)
-            t_llm = t_llm + np.median(gamma[:, dq[q], :] * (load / slope)[:, None], axis=0)
+        # median: a draw with a discrimination near 0 sends ability / slope far away
+        t_llm = np.median(ability[:, picks.index(q), :] / slope[:, None], axis=0)
+        c = None if guess is None else guess[:, q]
         centre = float(np.median(b / slope))
         lo = max(min(t_llm.min(), centre) - 1.5, -10.0)
         hi = min(max(t_llm.max(), centre) + 1.5, 10.0)
         t = np.linspace(lo, hi, 200)
-        curves = expit(slope[sidx, None] * t[None, :] - b[sidx, None])
+        c_s = None if c is None else c[sidx, None]
+        curves = response(slope[sidx, None] * t[None, :] - b[sidx, None], c_s, NUMPY)
         ax.plot(t, curves.T, color=_BLUE, alpha=0.06, lw=0.8)
         ax.plot(
             t,
-            expit(slope[:, None] * t[None, :] - b[:, None]).mean(axis=0),
+            response(
+                slope[:, None] * t[None, :] - b[:, None], None if c is None else c[:, None], NUMPY
+            ).mean(axis=0),
             color=_BLUE,
             lw=2,
             label="posterior mean",
@@ -1255,7 +1258,7 @@ def plot_icc(
         ax.set_xlabel(
             "ability"
             + (" along the query's direction" if a_all is not None and a_all.shape[2] > 1 else " θ")
-            + (" + dataset offset" if gamma is not None else "")
+            + (" + dataset offset" if has_offsets else "")
         )
         ax.set_ylabel("P(correct)")
         head = f"{ids[q]} ({ds[q]}): b = {b.mean():.2f}, |a| = {slope.mean():.2f}"
@@ -1293,7 +1296,7 @@ def skill_loadings(router: IRTRouter) -> pd.DataFrame:
     >>> skill_loadings(mirt_router)  # doctest: +SKIP
     """
     router = _as_router(router)
-    if "discrimination" not in router.idata_.posterior:
+    if not _free_discrimination(router):
         return pd.DataFrame()
     skills = _skills(router)
     a = _draws(router, "discrimination", "query", "skill").mean(axis=0)  # (Q, K)
@@ -1407,26 +1410,8 @@ def plot_skill_loadings(source: IRTRouter | pd.DataFrame) -> Figure:
 
 
 # -------------------------------------------------------------------------- convergence
-_CONV_VARS = (
-    "theta",
-    "sigma_theta",
-    "mu_b",
-    "mu_dataset",
-    "sigma_dataset",
-    "sigma_b",
-    "tau_b",
-    "tau_a",
-    "sigma_a",
-    "rho_group",
-    "tau_gamma",
-    "gamma",
-    "difficulty",
-    "discrimination",
-)
-
-
 def convergence_table(router: IRTRouter) -> pd.DataFrame:
-    """Worst-case R-hat and ESS of each model variable.
+    """Worst-case R-hat and ESS of every posterior variable.
 
     Parameters
     ----------
@@ -1447,23 +1432,11 @@ def convergence_table(router: IRTRouter) -> pd.DataFrame:
     --------
     >>> convergence_table(router)  # doctest: +SKIP
     """
+    from irt_bayes.inference import diagnose
+
     router = _as_router(router)
-    post = router.idata_.posterior
-    rows = {}
     with _quiet_arviz():  # single-chain R-hat and small-ESS notices
-        for name in _CONV_VARS:
-            if name not in post:
-                continue
-            s = az.summary(router.idata_, var_names=[name], kind="diagnostics")
-            rows[name] = {
-                "size": len(s),
-                "max_r_hat": float(s["r_hat"].max()) if "r_hat" in s else np.nan,
-                "min_ess_bulk": float(s["ess_bulk"].min()),
-                "min_ess_tail": float(s["ess_tail"].min()),
-            }
-    out = pd.DataFrame.from_dict(rows, orient="index")
-    out.index.name = "variable"
-    return out
+        return diagnose(router.idata_, method=router.diagnostics_.method).variables
 
 
 def convergence_verdict(router: IRTRouter) -> str:
@@ -1852,7 +1825,7 @@ def build_report(
     conv = convergence_table(router)
     verdict = convergence_verdict(router)
     skills = _skills(router)
-    multi = len(skills) > 1 and "discrimination" in router.idata_.posterior
+    multi = len(skills) > 1 and _free_discrimination(router)
 
     with atomic_directory(out) as tmp:
         figures: dict[str, Figure] = {

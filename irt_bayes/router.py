@@ -1,13 +1,21 @@
 """``IRTRouter``: the estimator that ties data, encoder, model, inference and prediction.
 
 It follows scikit-learn's conventions: ``fit`` returns ``self``, fitted attributes
-end in ``_``, ``predict_proba`` gives probabilities (here as posterior draws with
-named dims), and the object saves to / loads from a directory.
+end in ``_``, ``get_params``/``clone`` work, ``predict_proba`` gives probabilities (here
+as posterior draws with named dims), and the object saves to / loads from a directory.
+
+Every fit also checks itself: a share of the training queries (``holdout``) is held
+out, the model is fitted to the rest and predicts them from their text alone, and
+:mod:`irt_bayes.checks` compares predicted with observed accuracy per LLM and per
+dataset (``check_``). With ``model="auto"`` (the default) the same split picks the
+spec (:mod:`irt_bayes.selection`). The router that is kept is then fitted on all the
+training data.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -16,26 +24,40 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
+from sklearn.base import BaseEstimator
 
+from irt_bayes.checks import PredictiveCheckWarning
+from irt_bayes.components import Component, components_for
 from irt_bayes.data import ResponseData
+from irt_bayes.domains import DOMAIN_MODES, DomainModel
 from irt_bayes.encoding import QueryEncoder, as_embeddings
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.features import EmbeddingFeatures
 from irt_bayes.inference import fit_advi, sample_nuts, warn_if_needed
-from irt_bayes.model import IRTDesign, build_model, make_design
+from irt_bayes.model import IRTDesign, build_model, make_design, uses_datasets
 from irt_bayes.predict import (
-    PosteriorParams,
+    RESIDUALS,
+    QueryPrior,
+    extract_draws,
     knn,
-    knn_residual_weights,
-    observed_logit,
     predict_draws,
+    sample_atoms,
+    sample_index,
+    select_tau,
+    training_log_likelihood,
 )
-from irt_bayes.spec import ModelSpec, load_spec
+from irt_bayes.spec import ModelSpec
 
-__all__ = ["IRTRouter", "as_query_frame"]
+__all__ = ["IRTRouter", "as_query_frame", "response_grid", "HDI_PROB"]
 
-Warmup = Literal["irt-router", "knn-residual"] | None
+Warmup = Literal["irt-router"] | None
 HDI_PROB = 0.94
+# Posterior draws kept for prediction (evenly thinned).
+PREDICT_DRAWS = 1000
+# New queries predicted per block: bounds the (draw, query, LLM) arrays held at once.
+_QUERY_BLOCK = 1000
+# Fewest training queries for a held-out check (and for model="auto").
+MIN_HOLDOUT_QUERIES = 40
 
 
 def as_query_frame(queries: pd.DataFrame | Sequence[str]) -> pd.DataFrame:
@@ -60,13 +82,26 @@ def as_query_frame(queries: pd.DataFrame | Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame({"query_id": [f"q{i}" for i in range(len(texts))], "query": texts})
 
 
-class IRTRouter:
+def response_grid(data: ResponseData, llms: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, J) observed score (0 where missing) and weight (0 missing, 1 or trials)."""
+    ds = data.to_xarray().reindex(llm=llms)
+    observed = ds["observed"].fillna(False).to_numpy().astype(bool)
+    score = np.where(observed, np.nan_to_num(ds["score"].to_numpy()), 0.0)
+    weight = observed.astype(float)
+    if "trials" in ds:
+        weight = np.where(observed, np.nan_to_num(ds["trials"].to_numpy()), 0.0)
+    return score, weight
+
+
+class IRTRouter(BaseEstimator):
     """Hierarchical Bayesian IRT router over a pool of LLMs.
 
     Parameters
     ----------
-    model : str, pathlib.Path or ModelSpec, default "2pl"
-        A named spec (``rasch``, ``2pl``, ``mirt-2`` ...), a TOML path, or a spec.
+    model : str, pathlib.Path or ModelSpec, default "auto"
+        ``"auto"`` picks a spec among :data:`irt_bayes.selection.AUTO_CANDIDATES` by
+        held-out log loss on the training queries; or a named spec (``rasch``,
+        ``2pl``, ``3pl``, ``mirt-2`` ...), a TOML path, or a spec.
     encoder : str or QueryEncoder, default "default"
         Sentence-transformers model name/path, or a ready encoder.
     method : {"advi", "nuts"}, default "advi"
@@ -77,6 +112,20 @@ class IRTRouter:
         ADVI iteration cap.
     minibatch_size : int, optional
         Use minibatch ADVI with batches of this many responses.
+    holdout : float, default 0.2
+        Share of the training queries held out for the predictive check (and the
+        choice of ``model="auto"``); 0 skips the check.
+    domains : {"labels", "clusters", "labels+clusters"}, default "labels+clusters"
+        What the model's dataset terms are indexed by: the ``dataset`` labels, latent
+        clusters of the embeddings (always the case without labels), or clusters within
+        each labelled dataset (see :mod:`irt_bayes.domains`).
+    n_clusters : int, optional
+        Latent clusters (per dataset with ``"labels+clusters"``); default
+        :func:`irt_bayes.domains.cluster_count`; 1 for none.
+    residuals : {"empirical", "normal"}, default "empirical"
+        How a new query's own latent values (difficulty and discrimination residuals)
+        are integrated over: jointly from the training queries' posterior
+        (:mod:`irt_bayes.predict`), or from independent normals (irt-bayes 0.1).
     seed : int
         Makes fits and predictions reproducible.
     progress : bool
@@ -87,12 +136,25 @@ class IRTRouter:
     Attributes
     ----------
     spec_ : ModelSpec
+        The spec fitted (the one chosen when ``model="auto"``).
+    structure_ : Structure
+        What the data let the spec build (datasets, features, groups).
+    components_ : list of Component
+        The model's terms (:func:`irt_bayes.components.components_for`).
     llms_ : list of str
     prices_ : pandas.Series
         Mean cost per query of each LLM in the training data (NaN without costs).
+    domain_ : DomainModel or None
+        Classifier of a query's dataset (or latent cluster) from its embedding.
     features_ : EmbeddingFeatures
     idata_ : arviz.InferenceData
     diagnostics_ : Diagnostics
+    tau_ : float
+        Kernel temperature of the new-query predictive (see :mod:`irt_bayes.predict`).
+    check_ : PredictiveCheck or None
+        Held-out predictive check of the spec (None with ``holdout=0``).
+    selection_ : pandas.DataFrame or None
+        Held-out log loss of every candidate when ``model="auto"``.
     encoder_id_ : str
 
     Examples
@@ -106,7 +168,7 @@ class IRTRouter:
 
     def __init__(
         self,
-        model: str | os.PathLike | ModelSpec = "2pl",
+        model: str | os.PathLike | ModelSpec = "auto",
         *,
         encoder: str | QueryEncoder = "default",
         method: str = "advi",
@@ -115,32 +177,49 @@ class IRTRouter:
         chains: int = 4,
         max_iter: int = 8000,
         minibatch_size: int | None = None,
+        holdout: float = 0.2,
+        domains: str = "labels+clusters",
+        n_clusters: int | None = None,
+        residuals: str = "empirical",
         seed: int = 0,
         progress: bool = True,
         cache_dir: str | os.PathLike | bool | None = None,
     ) -> None:
         if method not in ("advi", "nuts"):
             raise IrtBayesError(f"unknown method {method!r}; use 'advi' or 'nuts'")
+        if not 0.0 <= holdout < 1.0:
+            raise IrtBayesError(f"holdout must be in [0, 1), got {holdout!r}")
         self.model = model
         self.encoder = encoder
         self.method = method
         self.draws, self.tune, self.chains, self.max_iter = draws, tune, chains, max_iter
         self.minibatch_size = minibatch_size
+        self.holdout = holdout
+        if domains not in DOMAIN_MODES:
+            raise IrtBayesError(f"unknown domains {domains!r}; use one of {DOMAIN_MODES}")
+        self.domains = domains
+        self.n_clusters = n_clusters
+        if residuals not in RESIDUALS:
+            raise IrtBayesError(f"unknown residuals {residuals!r}; use one of {RESIDUALS}")
+        self.residuals = residuals
         self.seed = seed
         self.progress = progress
         self.cache_dir = cache_dir
-        self._encoder: QueryEncoder | None = encoder if isinstance(encoder, QueryEncoder) else None
-        self._params: PosteriorParams | None = None
 
     # ------------------------------------------------------------------------ encoding
     def _get_encoder(self) -> QueryEncoder:
-        if self._encoder is None:
-            self._encoder = QueryEncoder(
-                self.encoder if isinstance(self.encoder, str) else "default",
-                cache_dir=self.cache_dir,
-                show_progress=None if self.progress else False,
-            )
-        return self._encoder
+        enc = getattr(self, "_encoder", None)
+        if enc is None:
+            if isinstance(self.encoder, QueryEncoder):
+                enc = self.encoder
+            else:
+                enc = QueryEncoder(
+                    self.encoder if isinstance(self.encoder, str) else "default",
+                    cache_dir=self.cache_dir,
+                    show_progress=None if self.progress else False,
+                )
+            self._encoder = enc
+        return enc
 
     def _embed(self, texts: Sequence[str], embeddings: np.ndarray | None) -> np.ndarray:
         if embeddings is not None:
@@ -157,7 +236,10 @@ class IRTRouter:
         embeddings: np.ndarray | None = None,
         llm_groups: Mapping[str, str] | None = None,
     ) -> IRTRouter:
-        """Fit the posterior to observed responses.
+        """Fit the posterior to observed responses, after a held-out check.
+
+        A :class:`~irt_bayes.checks.PredictiveCheckWarning` (one line) says when the
+        held-out check flags an LLM.
 
         Parameters
         ----------
@@ -174,41 +256,66 @@ class IRTRouter:
         IRTRouter
             ``self``, fitted.
         """
+        from irt_bayes.selection import choose_model
+
         if isinstance(data, pd.DataFrame):
             data = ResponseData.from_frame(data)
-        spec = load_spec(self.model)
-        q = data.queries
-        emb = self._embed(q["query"].tolist(), embeddings)
-        feats = EmbeddingFeatures.fit(emb, spec.embedding_dims)
-        design = make_design(
-            spec, data, feats.transform(emb), dict(llm_groups) if llm_groups is not None else None
+        emb = self._embed(data.queries["query"].tolist(), embeddings)
+        groups = dict(llm_groups) if llm_groups is not None else None
+        spec, self.check_, self.selection_, self.selection_note_ = choose_model(
+            self, data, emb, groups
         )
-        if self.method == "nuts":
-            model = build_model(spec, design)
-            idata, diag = sample_nuts(
-                model,
-                draws=self.draws,
-                tune=self.tune,
-                chains=self.chains,
-                seed=self.seed,
-                progress=self.progress,
-            )
+        self._fit_core(spec, data, emb, groups)
+        if self.check_ is not None and not self.check_.ok:
+            warnings.warn(self.check_.verdict(), PredictiveCheckWarning, stacklevel=2)
+        if embeddings is None:
+            self.encoder_id_ = self._get_encoder().encoder_id
         else:
-            model = build_model(spec, design, minibatch_size=self.minibatch_size)
-            idata, diag = fit_advi(
-                model,
-                max_iter=self.max_iter,
-                draws=max(self.draws, 1000),
-                seed=self.seed,
-                progress=self.progress,
+            enc = getattr(self, "_encoder", None) or (
+                self.encoder if isinstance(self.encoder, QueryEncoder) else None
             )
+            self.encoder_id_ = getattr(enc, "encoder_id", "precomputed")
+        return self
+
+    def _fit_core(
+        self,
+        spec: ModelSpec,
+        data: ResponseData,
+        emb: np.ndarray,
+        groups: dict[str, str] | None,
+    ) -> None:
+        """Fit one spec on all of ``data`` and set the fitted attributes."""
+        q = data.queries
+        domain = labels = None
+        if uses_datasets(spec):
+            labels = q["dataset"].fillna("").astype(str).to_numpy() if data.has_dataset else None
+            if labels is not None and len(set(labels) - {""}) < 2:
+                labels = None  # one label is no domain structure: find clusters instead
+            if labels is not None and (labels == "").any():
+                raise DataError(
+                    "some training queries have a dataset label and others none; label "
+                    "every query or none",
+                    source=data.source,
+                )
+            if labels is not None or self.n_clusters != 1:
+                domain, labels = DomainModel.fit(
+                    emb, labels, mode=self.domains, n_clusters=self.n_clusters, seed=self.seed
+                )
+                if domain.n_domains < 2:
+                    domain, labels = None, None
+        feats = EmbeddingFeatures.fit(emb, spec.embedding_dims)
+        x = feats.transform(emb)
+        design = make_design(spec, data, x, groups, datasets=labels)
+        idata, diag = self._infer(spec, design)
         warn_if_needed(diag)
         _attach_observations(idata, design)
 
         self.spec_ = spec
+        self.structure_ = design.structure
         self.llms_ = list(design.llms)
         self.prices_ = data.prices().reindex(self.llms_)
         self.datasets_ = list(design.datasets) if design.datasets else []
+        self.domain_ = domain if design.datasets else None
         self.features_ = feats
         self.train_queries_ = q.reset_index(drop=True)
         self.train_embeddings_ = emb.astype(np.float32)
@@ -216,26 +323,32 @@ class IRTRouter:
         self.likelihood_ = design.likelihood
         self.idata_ = idata
         self.diagnostics_ = diag
-        self.encoder_id_ = (
-            self._get_encoder().encoder_id
-            if embeddings is None
-            else getattr(self._encoder, "encoder_id", "precomputed")
-        )
         self.embedding_dim_ = int(emb.shape[1])
-        self._params = None
-        self._set_warmup_weights()
-        return self
-
-    def _set_warmup_weights(self, k: int = 5) -> None:
-        params = self.params_
-        self.warmup_weights_ = {"k": k}
-        rb = params.resid_b.mean(axis=0)
-        self.warmup_weights_["w_b"], self.warmup_weights_["f_b"] = knn_residual_weights(
-            rb, self.train_embeddings_, k
+        self._draws = None
+        score, weight = response_grid(data, self.llms_)
+        self.tau_, self.tau_losses_ = select_tau(
+            self.components_, self.draws_, self.query_prior_, x, score, weight, seed=self.seed
         )
-        if params.resid_a is not None:
-            ra = params.resid_a.mean(axis=0).mean(axis=1)
-            self.warmup_weights_["w_a"], _ = knn_residual_weights(ra, self.train_embeddings_, k)
+
+    def _infer(self, spec: ModelSpec, design: IRTDesign) -> tuple[az.InferenceData, Any]:
+        if self.method == "nuts":
+            model = build_model(spec, design)
+            return sample_nuts(
+                model,
+                draws=self.draws,
+                tune=self.tune,
+                chains=self.chains,
+                seed=self.seed,
+                progress=self.progress,
+            )
+        model = build_model(spec, design, minibatch_size=self.minibatch_size)
+        return fit_advi(
+            model,
+            max_iter=self.max_iter,
+            draws=max(self.draws, 1000),
+            seed=self.seed,
+            progress=self.progress,
+        )
 
     # ---------------------------------------------------------------------- prediction
     def _check_fitted(self) -> None:
@@ -243,75 +356,92 @@ class IRTRouter:
             raise IrtBayesError("this IRTRouter is not fitted yet: call fit() or IRTRouter.load()")
 
     @property
-    def params_(self) -> PosteriorParams:
-        """Posterior draws as flat arrays (cached), for vectorised prediction."""
+    def components_(self) -> list[Component]:
+        """The model's terms, from the spec and the data's structure."""
         self._check_fitted()
-        if self._params is None:
-            scale = self.spec_.priors.dataset_scale
-            self._params = PosteriorParams.from_idata(
-                self.idata_,
-                self.features_.transform(self.train_embeddings_),
-                self.train_dataset_idx_,
-                scale,
-                max_draws=1000,
-            )
-        return self._params
+        return components_for(self.spec_, self.structure_)
 
-    def _dataset_index(self, q: pd.DataFrame, emb: np.ndarray) -> np.ndarray | None:
+    @property
+    def draws_(self) -> dict[str, np.ndarray]:
+        """Thinned posterior draws of the components' variables (cached), for prediction."""
+        self._check_fitted()
+        if getattr(self, "_draws", None) is None:
+            idx = sample_index(self.idata_, PREDICT_DRAWS)
+            self._draws = extract_draws(self.idata_, self.components_, idx)
+        return self._draws
+
+    @property
+    def n_draws_(self) -> int:
+        """Posterior draws used by prediction."""
+        return int(next(iter(self.draws_.values())).shape[0])
+
+    @property
+    def query_prior_(self) -> QueryPrior:
+        """Training queries whose latent values a new query may take (see predict.py)."""
+        self._check_fitted()
+        return QueryPrior(
+            self.train_embeddings_, self.train_dataset_idx_, getattr(self, "tau_", np.inf)
+        )
+
+    def _dataset_probs(
+        self, q: pd.DataFrame, emb: np.ndarray, use_labels: bool
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """(n, D) posterior over datasets of each query, and which are from unseen ones."""
+        n = len(q)
+        unseen = np.zeros(n, dtype=bool)
         if not self.datasets_:
-            return None
-        S = self.params_.n_samples
-        known = pd.Index(self.datasets_)
-        if "dataset" in q.columns:
+            return None, unseen
+        probs = self.domain_.predict_proba(emb)
+        if use_labels and "dataset" in q.columns:
             labels = q["dataset"].fillna("").astype(str).to_numpy()
-        else:
-            labels = np.array([""] * len(q))
-        idx = known.get_indexer(labels)  # -1: unseen label, a new dataset
-        out = np.broadcast_to(idx, (S, len(q))).copy()
-        unlabeled = np.flatnonzero(labels == "")
-        if unlabeled.size:
-            # no label: take a neighbour's dataset, one neighbour per posterior draw
-            nb, _ = knn(emb[unlabeled], self.train_embeddings_, 10)
-            nb_ds = self.train_dataset_idx_[nb]  # (u, 10)
-            pick = np.random.default_rng(self.seed + 1).integers(
-                0, nb.shape[1], (S, unlabeled.size)
-            )
-            out[:, unlabeled] = nb_ds[np.arange(unlabeled.size)[None, :], pick]
-        return out
+            parent = np.array([self.domain_.label_of(d) for d in range(len(self.datasets_))])
+            member = labels[:, None] == parent[None, :]  # (n, D): domains of the label
+            has, known = labels != "", member.any(axis=1)
+            # a known label keeps the classifier's odds among that label's domains only
+            within = np.where(member, probs, 0.0)
+            probs[known] = within[known] / within[known].sum(axis=1, keepdims=True)
+            unseen = has & ~known
+        return probs, unseen
 
     def predict_proba(
         self,
         queries: pd.DataFrame | Sequence[str] | ResponseData,
         *,
         embeddings: np.ndarray | None = None,
+        use_labels: bool = False,
         warmup: Warmup = None,
         k: int = 5,
         lam: float = 0.3,
     ) -> xr.DataArray:
-        """Posterior draws of P(correct) for each (query, LLM).
+        """Predictive draws of P(correct) for each (query, LLM), from the query text.
 
         Parameters
         ----------
         queries : DataFrame, ResponseData or sequence of str
-            New queries (``query_id``, ``query`` and optionally ``dataset``).
+            New queries (``query_id``, ``query``, optionally ``dataset``).
         embeddings : numpy.ndarray, optional
             Precomputed embeddings instead of encoding the texts.
-        warmup : {None, "irt-router", "knn-residual"}
-            How the k nearest training queries inform a new query; see
-            :mod:`irt_bayes.predict`.
+        use_labels : bool, default False
+            Use the queries' ``dataset`` labels: a known label fixes the dataset, an
+            unknown one is a new dataset drawn from the hierarchy. By default a query's
+            dataset is inferred from its embedding, as for real traffic.
+        warmup : {None, "irt-router"}
+            Blend each embedding with its k nearest training queries' (IRT-Router's
+            cold-start warm-up) before mapping it to features.
         k : int, default 5
             Neighbours used by the warm-up.
         lam : float, default 0.3
-            Blend weight of the ``"irt-router"`` warm-up.
+            Blend weight of the warm-up.
 
         Returns
         -------
         xarray.DataArray
-            Dims (``draw``, ``query``, ``llm``), values in (0, 1).
+            Dims (``draw``, ``query``, ``llm``), values in (0, 1): joint draws of the
+            parameters and of the query's latent values (see :mod:`irt_bayes.predict`).
         """
         self._check_fitted()
-        if warmup not in (None, "irt-router", "knn-residual"):
-            raise IrtBayesError(f"unknown warmup {warmup!r}; use 'irt-router' or 'knn-residual'")
+        if warmup not in (None, "irt-router"):
+            raise IrtBayesError(f"unknown warmup {warmup!r}; use 'irt-router' or none")
         q = as_query_frame(queries)
         if len(q) == 0:
             raise DataError("no queries to predict")
@@ -321,41 +451,64 @@ class IRTRouter:
                 f"embeddings have dimension {emb.shape[1]}, the router was fitted "
                 f"with {self.embedding_dim_} ({self.encoder_id_})"
             )
-        params = self.params_
-        resid_prior = resid_a_mean = None
         if warmup == "irt-router":
             nb, _ = knn(emb, self.train_embeddings_, k)
-            blend = (1 - lam) * emb + lam * self.train_embeddings_[nb].mean(axis=1)
-            feats = self.features_.transform(blend)
+            feats = self.features_.transform(
+                (1 - lam) * emb + lam * self.train_embeddings_[nb].mean(axis=1)
+            )
         else:
             feats = self.features_.transform(emb)
-        if warmup == "knn-residual":
-            nb, _ = knn(emb, self.train_embeddings_, k)
-            w, f = self.warmup_weights_["w_b"], self.warmup_weights_["f_b"]
-            m = params.resid_b[:, nb].mean(axis=2)  # (S, n)
-            resid_prior = (w * m, f * params.sigma_b[:, None] ** 2)
-            if params.resid_a is not None:
-                resid_a_mean = self.warmup_weights_.get("w_a", 0.0) * params.resid_a[:, nb].mean(
-                    axis=2
+        probs, unseen = self._dataset_probs(q, emb, use_labels)
+        comps, draws, prior = self.components_, self.draws_, self.query_prior_
+        rng = np.random.default_rng(self.seed)
+        S = self.n_draws_
+        parts = []
+        for lo in range(0, len(q), _QUERY_BLOCK):
+            sl = slice(lo, lo + _QUERY_BLOCK)
+            pr = None if probs is None else probs[sl]
+            w = prior.weights(emb[sl], pr)
+            if unseen[sl].any():  # an unseen dataset: any training query's residuals
+                w[unseen[sl]] = prior.weights(emb[sl][unseen[sl]], None)
+            atoms = sample_atoms(w, S, rng)
+            d = None if self.train_dataset_idx_ is None else self.train_dataset_idx_[atoms]
+            parts.append(
+                predict_draws(
+                    comps,
+                    draws,
+                    feats[sl],
+                    atoms,
+                    d,
+                    unseen=unseen[sl],
+                    residuals=self.residuals,
+                    seed=self.seed + lo,
                 )
-        p = predict_draws(
-            params,
-            feats,
-            dataset_idx=self._dataset_index(q, emb),
-            resid_prior=resid_prior,
-            resid_a_mean=resid_a_mean,
-            seed=self.seed,
-        )
+            )
+        p = np.concatenate(parts, axis=1)
         return xr.DataArray(
             p,
             dims=("draw", "query", "llm"),
-            coords={
-                "draw": np.arange(p.shape[0]),
-                "query": q["query_id"].to_numpy(),
-                "llm": self.llms_,
-            },
+            coords={"draw": np.arange(S), "query": q["query_id"].to_numpy(), "llm": self.llms_},
             name="p_correct",
         )
+
+    def dataset_proba(
+        self, queries: pd.DataFrame | Sequence[str], *, embeddings: np.ndarray | None = None
+    ) -> pd.DataFrame:
+        """Posterior probability of each training dataset (or cluster) for each query.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by ``query_id``, one column per dataset; empty columns for a model
+            without datasets.
+        """
+        self._check_fitted()
+        q = as_query_frame(queries)
+        emb = self._embed(q["query"].tolist(), embeddings)
+        probs, _ = self._dataset_probs(q, emb, use_labels=False)
+        cols = self.datasets_
+        data = np.zeros((len(q), 0)) if probs is None else probs
+        return pd.DataFrame(data, index=pd.Index(q["query_id"], name="query_id"), columns=cols)
 
     def predict(
         self,
@@ -364,7 +517,7 @@ class IRTRouter:
         hdi_prob: float = HDI_PROB,
         **kwargs: Any,
     ) -> pd.DataFrame:
-        """Posterior summary of P(correct): one row per (query, LLM).
+        """Predictive summary of P(correct): one row per (query, LLM).
 
         Returns
         -------
@@ -374,18 +527,18 @@ class IRTRouter:
         """
         p = self.predict_proba(queries, **kwargs)
         lo, hi = (1 - hdi_prob) / 2, 1 - (1 - hdi_prob) / 2
-        q = p.quantile([lo, hi], dim="draw")
-        out = pd.DataFrame(
+        arr = p.transpose("draw", "query", "llm").to_numpy()
+        qs = np.quantile(arr, [lo, hi], axis=0)
+        return pd.DataFrame(
             {
                 "query_id": np.repeat(p["query"].to_numpy(), p.sizes["llm"]),
                 "llm": np.tile(p["llm"].to_numpy(), p.sizes["query"]),
-                "p_mean": p.mean("draw").to_numpy().ravel(),
-                "p_sd": p.std("draw").to_numpy().ravel(),
-                "p_low": q.isel(quantile=0).to_numpy().ravel(),
-                "p_high": q.isel(quantile=1).to_numpy().ravel(),
+                "p_mean": arr.mean(axis=0).ravel(),
+                "p_sd": arr.std(axis=0).ravel(),
+                "p_low": qs[0].ravel(),
+                "p_high": qs[1].ravel(),
             }
         )
-        return out
 
     # ----------------------------------------------------------------------- summaries
     def abilities(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
@@ -407,40 +560,46 @@ class IRTRouter:
         ).reset_index()
         return df[["llm", "skill", "mean", "sd", "hdi_low", "hdi_high"]]
 
-    def _train_dataset_positions(self) -> np.ndarray | None:
-        """Dataset position of each training query (None without a dataset level)."""
+    def training_inputs(self) -> dict[str, np.ndarray | None]:
+        """Training features, dataset positions and observed pairs, for the components."""
+        self._check_fitted()
         const = self.idata_.constant_data
-        if "dataset_idx" in const:
-            return const["dataset_idx"].to_numpy().astype(np.int64)
-        return self.train_dataset_idx_
-
-    def _slope_features(self) -> np.ndarray | None:
-        """Training features for a model with LLM-specific slopes, else None."""
-        if "llm_slopes" not in self.idata_.posterior:
-            return None
-        return self.features_.transform(self.train_embeddings_)
-
-    def _observed_logit(self, sample_idx: np.ndarray) -> np.ndarray:
-        """Logit of every training response under draws ``sample_idx``, (S, n_obs)."""
-        return observed_logit(
-            self.idata_, sample_idx, self._train_dataset_positions(), self._slope_features()
-        )
+        return {
+            "features": self.features_.transform(self.train_embeddings_),
+            "dataset_idx": self.train_dataset_idx_,
+            "query_idx": const["query_idx"].to_numpy().astype(np.int64),
+            "llm_idx": const["llm_idx"].to_numpy().astype(np.int64),
+            "trials": const["trials"].to_numpy() if "trials" in const else None,
+        }
 
     def log_likelihood(self) -> xr.DataArray:
         """Pointwise log-likelihood (chain, draw, obs) of the training responses."""
         self._check_fitted()
-        post, const = self.idata_.posterior, self.idata_.constant_data
-        y = self.idata_.observed_data["y"].to_numpy()
+        post = self.idata_.posterior
         n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-        eta = self._observed_logit(np.arange(n_chain * n_draw)).reshape(n_chain, n_draw, -1)
-        if "trials" in const:
-            from irt_bayes.model import log_choose
-
-            n = const["trials"].to_numpy()
-            ll = y * eta - n * np.logaddexp(0.0, eta) + log_choose(n, y)
-        else:
-            ll = y * eta - np.logaddexp(0.0, eta)
-        return xr.DataArray(ll, dims=("chain", "draw", "obs"), name="y")
+        y = self.idata_.observed_data["y"].to_numpy()
+        t = self.training_inputs()
+        comps = self.components_
+        idx = np.arange(n_chain * n_draw)
+        parts = []
+        for lo in range(0, len(idx), 250):
+            draws = extract_draws(self.idata_, comps, idx[lo : lo + 250])
+            parts.append(
+                training_log_likelihood(
+                    comps,
+                    draws,
+                    t["features"],
+                    t["dataset_idx"],
+                    t["query_idx"],
+                    t["llm_idx"],
+                    y,
+                    t["trials"],
+                )
+            )
+        ll = np.concatenate(parts, axis=0)
+        return xr.DataArray(
+            ll.reshape(n_chain, n_draw, -1), dims=("chain", "draw", "obs"), name="y"
+        )
 
     def loo(self) -> az.ELPDData:
         """PSIS-LOO of the training responses (see :func:`arviz.loo`)."""
@@ -464,7 +623,7 @@ class IRTRouter:
 
         return load_router(path, **kwargs)
 
-    def __repr__(self) -> str:
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:  # noqa: N803 - BaseEstimator's signature
         if not hasattr(self, "idata_"):
             return f"IRTRouter(model={self.model!r}, method={self.method!r}, unfitted)"
         return (

@@ -362,6 +362,7 @@ def route(
     seed: int = 0,
     embeddings: np.ndarray | None = None,
     warmup: str | None = None,
+    use_labels: bool = False,
     draws: xr.DataArray | None = None,
 ) -> RoutingResult:
     """Route queries to LLMs by posterior expected utility.
@@ -389,8 +390,9 @@ def route(
         Lower quantile of accuracy used by ``risk-averse``.
     seed : int
         Randomness of ``thompson``.
-    embeddings, warmup
-        Passed to :meth:`IRTRouter.predict_proba`.
+    embeddings, warmup, use_labels
+        Passed to :meth:`IRTRouter.predict_proba`: by default a query is routed from
+        its text alone, and a ``dataset`` column is ignored.
     draws : xarray.DataArray, optional
         Precomputed (draw, query, llm) P(correct); skips prediction.
 
@@ -408,7 +410,7 @@ def route(
 
     q = as_query_frame(queries)
     if draws is None:
-        draws = router.predict_proba(q, embeddings=embeddings, warmup=warmup)
+        draws = router.predict_proba(q, embeddings=embeddings, warmup=warmup, use_labels=use_labels)
     llms = [str(m) for m in draws["llm"].to_numpy()]
     qids = draws["query"].to_numpy()
     p = draws.transpose("draw", "query", "llm").to_numpy()
@@ -458,6 +460,7 @@ def route(
         "quantile": quantile,
         "seed": seed,
         "warmup": warmup,
+        "use_labels": use_labels,
     }
     return RoutingResult(
         table=table, choices=choices, policy=policy, settings=settings, multiplier=mu

@@ -34,9 +34,19 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["LLM_CATALOGUE", "DOMAINS", "SimulatedPool", "simulate_pool"]
+__all__ = ["LLM_CATALOGUE", "DOMAINS", "STYLES", "SimulatedPool", "simulate_pool"]
 
 ScoreType = Literal["binary", "binomial", "fraction"]
+# Response styles that break the plain 2PL (see simulate_pool): real pools have them.
+STYLES = ("position-bias", "specialists", "near-chance")
+# The domain that "near-chance" turns into a coin flip, and how much signal it keeps.
+_CHANCE_DOMAIN = "cooking"
+_CHANCE_SIGNAL = 0.1
+# "specialists": every other LLM gains this on one domain and loses the second on the rest.
+_SPECIALIST_GAIN, _SPECIALIST_LOSS = 2.5, 1.0
+# "position-bias" makes the task harder (logits down by this) so that LLMs often fall
+# back on their answer habit, as on the task where the 2PL predictive failed.
+_POSITION_TASK_SHIFT = 2.0
 
 MAX_LLMS = 12
 _BETA_CONCENTRATION = 8.0
@@ -725,6 +735,46 @@ def _queries(
     return meta, difficulty, discrimination
 
 
+def _apply_styles(
+    styles: tuple[str, ...] | list[str],
+    rng: np.random.Generator,
+    meta: pd.DataFrame,
+    discrimination: np.ndarray,
+    logit: np.ndarray,
+    n_llms: int,
+) -> dict:
+    """P(correct) under the response styles, and the truth they add."""
+    out: dict = {}
+    domains = meta["dataset"].to_numpy()
+    names = [d.name for d in DOMAINS]
+    if "specialists" in styles:
+        offset = np.zeros((n_llms, len(names)))
+        for j in range(0, n_llms, 2):
+            offset[j] = -_SPECIALIST_LOSS
+            offset[j, int(rng.integers(len(names)))] = _SPECIALIST_GAIN
+        offset -= offset.mean(axis=0, keepdims=True)  # abilities stay zero-sum
+        d = pd.Index(names).get_indexer(domains)
+        logit = logit + discrimination.sum(axis=1)[:, None] * offset[:, d].T
+        out["domain_ability"] = (("llm", "domain"), offset)
+    if "position-bias" in styles:
+        logit = logit - _POSITION_TASK_SHIFT
+    p = 1.0 / (1.0 + np.exp(-logit))
+    if "position-bias" in styles:
+        answer = np.where(rng.random(len(meta)) < 0.5, "A", "B")
+        # every LLM leans strongly towards its own favourite position, A for half of them
+        bias = rng.uniform(0.85, 0.98, n_llms)
+        bias = np.where(rng.permutation(n_llms) % 2 == 0, bias, 1.0 - bias)
+        pick = np.where((answer == "A")[:, None], bias[None, :], 1.0 - bias[None, :])
+        p = p + (1.0 - p) * pick
+        out["answer"] = answer.tolist()
+        out["position_bias"] = (("llm",), bias)
+    if "near-chance" in styles:
+        rows = domains == _CHANCE_DOMAIN
+        p[rows] = 0.5 + _CHANCE_SIGNAL * (p[rows] - 0.5)
+    out["p_correct"] = p
+    return out
+
+
 def _scores(
     rng: np.random.Generator, p: np.ndarray, score_type: ScoreType, trials: int
 ) -> np.ndarray:
@@ -762,6 +812,7 @@ def simulate_pool(
     missing_rate: float = 0.0,
     score_type: ScoreType = "binary",
     trials: int = 10,
+    styles: tuple[str, ...] | list[str] = (),
 ) -> SimulatedPool:
     """Simulate LLMs answering queries under a multidimensional 2PL model.
 
@@ -787,6 +838,20 @@ def simulate_pool(
         concentration 8, in [0, 1].
     trials : int, default 10
         Trials per (query, LLM) for ``"binomial"`` scores.
+    styles : sequence of str, optional
+        Response styles layered on the 2PL, any of :data:`STYLES`:
+
+        * ``"position-bias"``: every query is a hard two-option question (logits 2
+          lower) whose answer sits at position A or B (coordinate ``answer``); an LLM
+          that does not know the answer (``1 - sigmoid(a . theta - b)``) picks A with its own rate
+          ``position_bias`` (half of the LLMs lean towards A, half towards B, each at
+          0.85 to 0.98), so
+          ``P = known + (1 - known) * P(pick the answer's position)``;
+        * ``"specialists"``: every other LLM is strong on one domain only (+2.5 logits
+          there, -1 elsewhere, as abilities scaled by the discrimination;
+          ``domain_ability`` holds each LLM's total on each domain);
+        * ``"near-chance"``: the cooking domain becomes a coin flip for every LLM
+          (``P = 0.5 + 0.1 (p - 0.5)``).
 
     Returns
     -------
@@ -805,13 +870,18 @@ def simulate_pool(
     seed do not change with ``n_queries``.
     """
     _validate(n_queries, n_llms, n_skills, missing_rate, score_type, trials)
-    rng_llm, rng_query, rng_score, rng_cost, rng_missing = np.random.default_rng(seed).spawn(5)
+    unknown = sorted(set(styles) - set(STYLES))
+    if unknown:
+        raise ValueError(f"unknown style {unknown[0]!r}; styles: {', '.join(STYLES)}")
+    streams = np.random.default_rng(seed).spawn(6)
+    rng_llm, rng_query, rng_score, rng_cost, rng_missing, rng_style = streams
 
     llms, theta = _abilities(rng_llm, n_llms, n_skills)
     meta, difficulty, discrimination = _queries(rng_query, n_queries, n_skills)
 
     logit = discrimination @ theta.T - difficulty[:, None]
-    p_correct = 1.0 / (1.0 + np.exp(-logit))
+    extra = _apply_styles(styles, rng_style, meta, discrimination, logit, len(llms))
+    p_correct = extra.pop("p_correct")
     scores = _scores(rng_score, p_correct, score_type, trials)
 
     # Longer prompts -> more tokens; the factor has mean 1 so ``price`` is the
@@ -850,6 +920,8 @@ def simulate_pool(
         "main_skill": ("query", meta["main_skill"].tolist()),
         "tier": ("llm", [m.tier for m in llms]),
     }
+    if "answer" in extra:
+        coords["answer"] = ("query", extra.pop("answer"))
     truth = xr.Dataset(
         {
             "ability": (("llm", "skill"), theta),
@@ -858,6 +930,7 @@ def simulate_pool(
             "p_correct": (("query", "llm"), p_correct),
             "price": (("llm",), price),
             "cost": (("query", "llm"), cost),
+            **extra,
         },
         coords=coords,
         attrs={
@@ -867,6 +940,7 @@ def simulate_pool(
             "score_type": score_type,
             "trials": trials,
             "missing_rate": missing_rate,
+            "styles": ",".join(styles),
         },
     )
     truth["price"].attrs["units"] = "USD per query (mean)"

@@ -18,9 +18,15 @@ key                    default      meaning
 ``dataset_abilities``  ``true``     LLM x dataset ability offsets, shrunk to zero
 ``llm_slopes``         ``false``    LLM-specific embedding slopes, shrunk to zero
 ``llm_groups``         ``true``     pool abilities by provider prefix (``org/model``)
+``item_residuals``     ``true``     per-query difficulty/discrimination residuals
+``guessing``           ``"none"``   lower asymptote: ``none``, ``learned`` (per
+                                    dataset) or ``fixed`` at ``1 / choices`` (3PL)
+``choices``            ``4``        answer options: the guessing rate's prior mean
 ``likelihood``         ``"auto"``   ``auto``, ``bernoulli``, ``binomial``, ``fractional``
 ``noncentered``        ``true``     non-centered parameterization of every residual
 =====================  ===========  ==================================================
+
+Each key switches a component of :mod:`irt_bayes.components` on or off.
 
 Prior scales live in a ``[priors]`` table with the fields of :class:`Priors`.
 """
@@ -63,6 +69,8 @@ class Priors:
     """Half-normal scale of the shrinkage scale of embedding slopes."""
     discrimination_residual: float = 0.5
     """Half-normal scale of sigma_a, the per-query discrimination residual."""
+    guessing_concentration: float = 5.0
+    """Concentration of the Beta prior of a learned guessing rate (mean 1 / choices)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,9 @@ class ModelSpec:
     dataset_abilities: bool = True
     llm_slopes: bool = False
     llm_groups: bool = True
+    item_residuals: bool = True
+    guessing: Literal["none", "learned", "fixed"] = "none"
+    choices: int = 4
     likelihood: Likelihood = "auto"
     noncentered: bool = True
     priors: Priors = field(default_factory=Priors)
@@ -116,11 +127,21 @@ class ModelSpec:
             "dataset_abilities",
             "llm_slopes",
             "llm_groups",
+            "item_residuals",
             "noncentered",
         ):
             if not isinstance(getattr(self, key), bool):
                 value = getattr(self, key)
                 raise SpecError(f"spec {self.name!r}: {key!r} must be true or false, got {value!r}")
+        if self.guessing not in ("none", "learned", "fixed"):
+            raise SpecError(
+                f"spec {self.name!r}: 'guessing' must be 'none', 'learned' or 'fixed', "
+                f"got {self.guessing!r}"
+            )
+        if not isinstance(self.choices, int) or isinstance(self.choices, bool) or self.choices < 2:
+            raise SpecError(
+                f"spec {self.name!r}: 'choices' must be an integer >= 2, got {self.choices!r}"
+            )
         if self.likelihood not in ("auto", "bernoulli", "binomial", "fractional"):
             raise SpecError(f"spec {self.name!r}: unknown likelihood {self.likelihood!r}")
         for f in dataclasses.fields(Priors):

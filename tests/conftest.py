@@ -61,12 +61,16 @@ def _fit(router: IRTRouter, responses: pd.DataFrame) -> IRTRouter:
 @pytest.fixture(scope="session")
 def advi_router(sim_pool, embed_cache) -> IRTRouter:
     """2PL fitted by ADVI to ``sim_pool`` with the default (string) encoder."""
-    router = IRTRouter("2pl", method="advi", progress=False, cache_dir=embed_cache, seed=0)
+    router = IRTRouter(
+        "2pl", method="advi", progress=False, cache_dir=embed_cache, seed=0, holdout=0.0
+    )
     return _fit(router, sim_pool.responses)
 
 
 @pytest.fixture(scope="session")
 def nuts_router(sim_pool, encoder) -> IRTRouter:
     """2PL sampled by NUTS (2 short chains) on ``sim_pool``: about 20-40 s on 2 cores."""
-    router = IRTRouter("2pl", method="nuts", progress=False, encoder=encoder, **NUTS_SETTINGS)
+    router = IRTRouter(
+        "2pl", method="nuts", progress=False, encoder=encoder, holdout=0.0, **NUTS_SETTINGS
+    )
     return _fit(router, sim_pool.responses)

@@ -84,7 +84,7 @@ def bayes(split) -> BayesianIRT:
     train, train_emb, *_ = split
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return BayesianIRT("2pl", max_iter=800, seed=0).fit(train, train_emb)
+        return BayesianIRT("2pl", max_iter=800, seed=0, holdout=0).fit(train, train_emb)
 
 
 @pytest.mark.parametrize("name", FACTORIES)
@@ -154,7 +154,7 @@ def test_bayesian_adapter(bayes, split):
     train, _, test_q, test_emb, y = split
     assert bayes.llms_ == train.llms
     draws = bayes.predict_draws(test_q, test_emb)
-    assert draws.shape == (bayes.router_.params_.n_samples, len(test_q), train.n_llms)
+    assert draws.shape == (bayes.router_.n_draws_, len(test_q), train.n_llms)
     p = bayes.predict_proba(test_q, test_emb)
     np.testing.assert_allclose(p, draws.mean(axis=0))
     # Same numbers as the wrapped router's own prediction.

@@ -40,9 +40,29 @@ def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 def test_fit_saves_router(cli_env: dict[str, Path]) -> None:
     meta = json.loads((cli_env["router"] / "router.json").read_text())
+    from irt_bayes.selection import AUTO_CANDIDATES
+
     assert len(meta["llms"]) == 6
-    assert meta["spec"]["name"] == "2pl"
+    # the default is --model auto: every candidate was scored on held-out training queries
+    assert meta["spec"]["name"] in AUTO_CANDIDATES
+    assert sorted(meta["selection"]["model"]) == sorted(AUTO_CANDIDATES)
+    sel = pd.DataFrame(meta["selection"])
+    ok = sel[sel["check"] == "ok"] if (sel["check"] == "ok").any() else sel
+    best = ok.sort_values("log_loss")["model"].iloc[0]
+    assert meta["spec"]["name"] == best
+    assert meta["selection_note"].startswith(f"model auto: chose {best}")
+    assert meta["check"]["n_queries"] == 30  # 20% of each domain's ~27 queries held out
     assert meta["encoder_id"] == "all-MiniLM-L6-v2:tail"
+
+
+def test_describe_a_router_repeats_its_check(
+    cli_env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["describe", str(cli_env["router"])]) == 0
+    out = capsys.readouterr().out
+    assert "model auto: chose" in out
+    assert "predictive check on 30 held-out training queries" in out
+    assert "ADVI converged" in out or "ADVI NOT converged" in out
 
 
 def test_predict_writes_one_row_per_query_and_llm(cli_env: dict[str, Path]) -> None:
@@ -79,7 +99,7 @@ def test_predict_accepts_a_response_file(cli_env: dict[str, Path]) -> None:
                 str(out),
                 "--quiet",
                 "--warmup",
-                "knn-residual",
+                "irt-router",
             ]
         )
         == 0
@@ -92,8 +112,8 @@ def test_abilities_csv(cli_env: dict[str, Path], capsys: pytest.CaptureFixture[s
     assert main(["abilities", str(cli_env["router"]), "--out", str(out)]) == 0
     a = pd.read_csv(out)
     assert list(a.columns) == ["llm", "skill", "mean", "sd", "hdi_low", "hdi_high"]
-    assert len(a) == 6
-    assert abs(a["mean"].sum()) < 1e-6  # zero-sum abilities
+    assert len(a) == 6 * a["skill"].nunique()
+    assert (a.groupby("skill")["mean"].sum().abs() < 1e-6).all()  # zero-sum abilities
     printed = capsys.readouterr().out
     assert all(name in printed for name in a["llm"])
 

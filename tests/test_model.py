@@ -18,6 +18,7 @@ from scipy.special import expit
 
 from irt_bayes import IRTRouter, ModelSpec, SpecError, available_specs, load_spec, simulate_pool
 from irt_bayes import model as model_mod
+from irt_bayes.components import NUMPY, PYTENSOR, log_likelihood, response
 from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError
 from irt_bayes.inference import (
@@ -56,7 +57,7 @@ def _sigmoid(x):
 
 # ------------------------------------------------------------------------------ specs
 def test_named_specs_are_shipped():
-    assert available_specs() == ["2pl", "mirt-2", "mirt-3", "mirt-4", "rasch"]
+    assert available_specs() == ["2pl", "3pl", "llm-mean", "mirt-2", "mirt-3", "mirt-4", "rasch"]
 
 
 @pytest.mark.parametrize(
@@ -64,6 +65,8 @@ def test_named_specs_are_shipped():
     [
         ("rasch", 1, "fixed"),
         ("2pl", 1, "free"),
+        ("3pl", 1, "free"),
+        ("llm-mean", 1, "fixed"),
         ("mirt-2", 2, "free"),
         ("mirt-3", 3, "free"),
         ("mirt-4", 4, "free"),
@@ -75,8 +78,9 @@ def test_load_named_spec(name, skills, discrimination):
     assert spec.name == name
     assert spec.skills == skills
     assert spec.discrimination == discrimination
-    # only 2pl widens a prior (its models/2pl.toml says why)
-    expected = Priors(dataset_ability_scale=1.0) if name == "2pl" else Priors()
+    # the one-skill specs widen a prior (models/2pl.toml says why)
+    wide = name in ("2pl", "3pl", "llm-mean")
+    expected = Priors(dataset_ability_scale=1.0) if wide else Priors()
     assert spec.priors == expected
     assert spec.likelihood == "auto"
 
@@ -110,9 +114,9 @@ def test_spec_round_trips_through_dict():
 
 def test_unknown_spec_name_is_one_line():
     with pytest.raises(SpecError) as err:
-        load_spec("3pl")
+        load_spec("4pl")
     msg = _one_line(err.value)
-    assert "'3pl'" in msg
+    assert "'4pl'" in msg
     for name in available_specs():
         assert name in msg
 
@@ -176,15 +180,21 @@ def test_model_has_named_dims(tiny_pool):
     assert dims["discrimination"] == ("query", "skill")
     assert dims["beta_b"] == ("feature",)
     assert dims["beta_a"] == ("feature", "skill")
-    assert dims["mu_dataset"] == ("dataset",)
+    assert dims["dataset_effect"] == ("dataset",)
+    assert dims["delta_b"] == ("query",)  # the query's own residuals, kept for prediction
+    assert dims["delta_a"] == ("query", "skill")
     assert dims["gamma"] == ("dataset", "llm")  # LLM x dataset ability offsets
     assert [v.name for v in model.observed_RVs] == ["y"]
 
 
 def test_rasch_and_mirt_structure(tiny_pool):
     rasch = build_model(load_spec("rasch"), _design(tiny_pool, "rasch"))
-    assert "discrimination" not in rasch.named_vars
+    assert not {"beta_a", "delta_a", "sigma_a"} & set(rasch.named_vars)  # a = 1
     assert "theta" in rasch.named_vars
+    a = rasch.compile_fn(
+        rasch["discrimination"], inputs=rasch.value_vars, on_unused_input="ignore"
+    )(rasch.initial_point())
+    np.testing.assert_array_equal(a, 1.0)
 
     mirt = build_model(load_spec("mirt-3"), _design(tiny_pool, "mirt-3"))
     assert list(mirt.coords["skill"]) == ["s0", "s1", "s2"]
@@ -194,11 +204,11 @@ def test_rasch_and_mirt_structure(tiny_pool):
 
 
 def test_optional_levels_switch_off(tiny_pool):
-    spec = load_spec("2pl").replace(embedding_dims=0, dataset_level=False)
+    spec = load_spec("2pl").replace(embedding_dims=0, dataset_level=False, dataset_abilities=False)
     model = build_model(spec, _design(tiny_pool, spec, n_features=0))
     assert "dataset" not in model.coords
     assert "beta_b" not in model.named_vars
-    assert "mu_dataset" not in model.named_vars
+    assert "dataset_effect" not in model.named_vars
     assert len(model.coords["feature"]) == 0
 
 
@@ -253,7 +263,7 @@ def _naive_bernoulli(y, eta):
 @pytest.mark.parametrize("y", [0.0, 1.0, 0.3])
 def test_bernoulli_logp_is_finite_at_extreme_eta(y):
     value, eta = pt.dvector("value"), pt.dvector("eta")
-    logp = model_mod._bernoulli_logp(value, eta)
+    logp = log_likelihood(value, eta, None, None, PYTENSOR)
     grad = pytensor.grad(logp.sum(), eta)
     f = pytensor.function([value, eta], [logp, grad])
     lp, g = f(np.full(_ETAS.shape, y), _ETAS)
@@ -262,11 +272,13 @@ def test_bernoulli_logp_is_finite_at_extreme_eta(y):
     np.testing.assert_allclose(g, y - _sigmoid(_ETAS), atol=1e-12)
     # the naive formula breaks down at the same points (this is what the test guards)
     assert not np.all(np.isfinite(_naive_bernoulli(y, _ETAS)))
+    # the numpy evaluation of the same definition agrees
+    np.testing.assert_allclose(log_likelihood(np.full(5, y), _ETAS, None, None, NUMPY), lp)
 
 
 def test_binomial_logp_is_finite_and_exact():
     value, eta, n = pt.dvector("value"), pt.dvector("eta"), pt.dvector("n")
-    logp = model_mod._binomial_logp(value, eta, n)
+    logp = log_likelihood(value, eta, None, n, PYTENSOR)
     grad = pytensor.grad(logp.sum(), eta)
     f = pytensor.function([value, eta, n], [logp, grad])
     k = np.array([0.0, 3.0, 10.0, 7.0, 10.0])
@@ -277,6 +289,24 @@ def test_binomial_logp_is_finite_and_exact():
     lp_mid, _ = f(k[1:4], eta, trials[:3])
     np.testing.assert_allclose(lp_mid, stats.binom.logpmf(k[1:4], 10, _sigmoid(eta)), rtol=1e-10)
     np.testing.assert_allclose(g, k - trials * _sigmoid(_ETAS), atol=1e-9)
+
+
+@pytest.mark.parametrize("c", [0.25, 0.5])
+def test_guessing_likelihood_is_finite_and_exact(c):
+    value, eta = pt.dvector("value"), pt.dvector("eta")
+    logp = log_likelihood(value, eta, pt.as_tensor(np.full(5, c)), None, PYTENSOR)
+    grad = pytensor.grad(logp.sum(), eta)
+    f = pytensor.function([value, eta], [logp, grad])
+    for y in (0.0, 1.0):
+        lp, g = f(np.full(5, y), _ETAS)
+        assert np.all(np.isfinite(lp)) and np.all(np.isfinite(g))
+        p = c + (1 - c) * _sigmoid(_ETAS)
+        with np.errstate(all="ignore"):
+            exact = y * np.log(p) + (1 - y) * np.log1p(-p)
+        ok = np.isfinite(exact)
+        np.testing.assert_allclose(lp[ok], exact[ok], rtol=1e-10)
+    # a sure-to-fail LLM still gets the guessing rate
+    np.testing.assert_allclose(response(np.array([-800.0]), c, NUMPY), c)
 
 
 def _grad_of(model: pm.Model, grad: np.ndarray, point: dict, name: str) -> np.ndarray:
@@ -386,6 +416,7 @@ def test_nuts_router_diagnostics(nuts_router):
     line = diag.verdict()
     assert "\n" not in line and line.startswith("NUTS ")
     assert f"max R-hat {diag.max_rhat:.3f}" in line
+    assert set(diag.variables.index) == set(post.data_vars)  # every parameter is judged
     # the raw non-centred innovations were dropped to keep the posterior small
     assert not [v for v in post.data_vars if v.endswith("_z") or "__" in v]
 
@@ -394,10 +425,12 @@ def test_nuts_router_diagnostics(nuts_router):
 def test_rasch_fit_small(encoder):
     pool = simulate_pool(n_queries=120, n_llms=5, seed=21)
     router = _silent_fit(
-        IRTRouter("rasch", method="advi", encoder=encoder, progress=False), pool.responses
+        IRTRouter("rasch", method="advi", encoder=encoder, progress=False, holdout=0),
+        pool.responses,
     )
     post = router.idata_.posterior
-    assert "discrimination" not in post
+    assert not {"beta_a", "delta_a", "sigma_a"} & set(post.data_vars)
+    np.testing.assert_array_equal(post["discrimination"], 1.0)
     assert post["theta"].sizes["skill"] == 1
     ab = router.abilities().set_index("llm")
     truth = pool.truth["ability"].sel(skill="s0").to_series().reindex(ab.index)
@@ -420,7 +453,7 @@ def test_mirt2_recovers_two_skills(encoder):
     spec = load_spec("mirt-2").replace(dataset_abilities=False)
     pool = simulate_pool(n_queries=600, n_llms=12, n_skills=2, seed=5)
     router = _silent_fit(
-        IRTRouter(spec, method="advi", encoder=encoder, progress=False), pool.responses
+        IRTRouter(spec, method="advi", encoder=encoder, progress=False, holdout=0), pool.responses
     )
     idata = align_skills(router.idata_)
     theta = idata.posterior["theta"]
@@ -449,7 +482,7 @@ def test_mirt2_recovers_two_skills(encoder):
 def test_binomial_and_fraction_scores_fit(encoder, score_type):
     pool = simulate_pool(n_queries=120, n_llms=5, seed=7, score_type=score_type)
     router = _silent_fit(
-        IRTRouter("2pl", method="advi", encoder=encoder, progress=False), pool.responses
+        IRTRouter("2pl", method="advi", encoder=encoder, progress=False, holdout=0), pool.responses
     )
     assert router.likelihood_ == {"binomial": "binomial", "fraction": "fractional"}[score_type]
     assert ("trials" in router.idata_.constant_data) == (score_type == "binomial")
@@ -527,7 +560,8 @@ def test_diagnose_good_chains_pass():
     assert diag.min_ess_bulk > 400
     assert diag.divergences == 0
     assert diag.ok and diag.converged and diag.problems == []
-    assert diag.verdict().startswith("NUTS ok: max R-hat")
+    assert diag.verdict().startswith("NUTS ok: all 1 variables pass")
+    assert "abilities max R-hat" in diag.verdict()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warn_if_needed(diag)  # must not warn
@@ -563,8 +597,26 @@ def test_diagnose_flags_low_ess():
     diag = diagnose(_idata(x), method="nuts")
     assert diag.min_ess_bulk < 400
     assert any("ESS" in p for p in diag.problems)
-    with pytest.warns(ConvergenceWarning, match="ESS < 400"):
+    with pytest.warns(ConvergenceWarning, match=r"theta \(R-hat .*, ESS \d+\)"):
         warn_if_needed(diag)
+
+
+def test_diagnose_names_every_failing_parameter_and_whether_abilities_suffer():
+    rng = np.random.default_rng(3)
+    theta = rng.normal(size=(2, 800, 3, 1))
+    rho = rng.normal(size=(2, 800))
+    rho[1] += 0.6  # one hyper-parameter whose chains disagree; the abilities mix well
+    idata = az.from_dict(
+        posterior={"theta": theta, "rho_group": rho},
+        coords={"llm": ["m0", "m1", "m2"], "skill": ["s0"]},
+        dims={"theta": ["llm", "skill"]},
+    )
+    diag = diagnose(idata, method="nuts")
+    assert diag.max_rhat < 1.01  # the abilities alone look fine ...
+    assert list(diag.failing.index) == ["rho_group"]  # ... but not every parameter does
+    line = diag.verdict()
+    assert line.startswith("NUTS WARNING: rho_group (R-hat")
+    assert "abilities ok" in line and "\n" not in line
 
 
 def test_advi_diagnostics_verdict():

@@ -22,9 +22,9 @@ def _query_variants(q: pd.DataFrame) -> list[tuple[pd.DataFrame, dict]]:
     return [
         (q, {}),
         (q, {"warmup": "irt-router"}),
-        (q, {"warmup": "knn-residual"}),
-        (q.drop(columns="dataset"), {}),  # neighbour datasets, drawn per draw
-        (q.assign(dataset="never-seen"), {}),  # a new dataset mean per draw
+        (q, {"use_labels": True}),
+        (q.drop(columns="dataset"), {}),  # datasets from the classifier, drawn per draw
+        (q.assign(dataset="never-seen"), {"use_labels": True}),  # a new dataset per draw
     ]
 
 
@@ -37,7 +37,7 @@ def saved_dir(advi_router, tmp_path_factory):
 def small_router(encoder) -> IRTRouter:
     """A quick Rasch router fitted with an encoder *object* (not a model name)."""
     pool = simulate_pool(n_queries=30, n_llms=3, seed=8)
-    router = IRTRouter("rasch", encoder=encoder, progress=False, max_iter=500, draws=100)
+    router = IRTRouter("rasch", encoder=encoder, progress=False, max_iter=500, draws=100, holdout=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return router.fit(pool.responses)
@@ -82,7 +82,11 @@ def test_round_trip_identical_state(advi_router, saved_dir, embed_cache):
     assert loaded.datasets_ == advi_router.datasets_
     assert loaded.likelihood_ == advi_router.likelihood_
     assert loaded.encoder_id_ == advi_router.encoder_id_
-    assert loaded.warmup_weights_ == advi_router.warmup_weights_
+    assert loaded.tau_ == advi_router.tau_ and loaded.tau_losses_ == advi_router.tau_losses_
+    assert loaded.structure_ == advi_router.structure_
+    assert loaded.domain_.names == advi_router.domain_.names
+    np.testing.assert_array_equal(loaded.domain_.coef, advi_router.domain_.coef)
+    assert loaded.residuals == advi_router.residuals
     assert np.array_equal(loaded.train_embeddings_, advi_router.train_embeddings_)
     assert np.array_equal(loaded.train_dataset_idx_, advi_router.train_dataset_idx_)
     assert list(loaded.train_queries_["query_id"]) == list(advi_router.train_queries_["query_id"])

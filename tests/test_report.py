@@ -36,7 +36,9 @@ FIGURES = (
 
 
 def _fit(model: str | ModelSpec, responses: pd.DataFrame, cache: Path, **kw) -> IRTRouter:
-    router = IRTRouter(model, progress=False, cache_dir=cache, max_iter=3000, seed=1, **kw)
+    router = IRTRouter(
+        model, progress=False, cache_dir=cache, max_iter=3000, seed=1, **{"holdout": 0.0, **kw}
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return router.fit(responses)

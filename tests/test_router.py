@@ -90,66 +90,72 @@ def test_new_query_difficulty_follows_its_text(advi_router):
 
 
 # ------------------------------------------------------------------------- warm-ups
-def test_warmups_run_and_differ(advi_router, new_queries):
+def test_irt_router_warmup_runs_and_differs(advi_router, new_queries):
     q = new_queries.head(20)
     base = advi_router.predict_proba(q)
-    for warmup in ("irt-router", "knn-residual"):
-        p = advi_router.predict_proba(q, warmup=warmup)
-        assert p.dims == base.dims and p.shape == base.shape
-        assert np.all((p > 0) & (p < 1))
-        assert not np.allclose(p.to_numpy(), base.to_numpy()), warmup
-    irt = advi_router.predict_proba(q, warmup="irt-router").to_numpy()
-    knn = advi_router.predict_proba(q, warmup="knn-residual").to_numpy()
-    assert not np.allclose(irt, knn)
+    p = advi_router.predict_proba(q, warmup="irt-router")
+    assert p.dims == base.dims and p.shape == base.shape
+    assert np.all((p > 0) & (p < 1))
+    assert not np.allclose(p.to_numpy(), base.to_numpy())
     # lam = 0 blends nothing in: the irt-router warm-up is then no warm-up
     same = advi_router.predict_proba(q, warmup="irt-router", lam=0.0)
     np.testing.assert_allclose(same.to_numpy(), base.to_numpy(), rtol=1e-12)
 
 
-def test_knn_residual_warmup_uses_training_neighbours(advi_router, sim_pool):
-    """The warm-up must not pull P away from the truth on queries it has neighbours for.
+def test_kernel_temperature_is_chosen_by_leave_one_out(advi_router):
+    from irt_bayes.predict import TAU_GRID
 
-    In the simulator the residual difficulty left after the embedding is independent
-    noise, so the learned neighbour weight is small and the gain is ~0: this guards
-    against the warm-up hurting, not for a gain.
-    """
-    q = sim_pool.queries.head(100)
-    truth = sim_pool.truth["p_correct"].sel(query=q["query_id"].to_numpy())
-    truth = truth.transpose("query", "llm").to_numpy()
-    err = {}
-    for warmup in (None, "knn-residual"):
-        p = advi_router.predict_proba(q, warmup=warmup).mean("draw").to_numpy()
-        err[warmup] = np.mean(np.abs(p - truth))
-    print(f"\nmean |P - true P| on training queries: {err}")
-    assert err["knn-residual"] <= err[None] * 1.02, err
+    losses = advi_router.tau_losses_
+    assert set(losses) == set(TAU_GRID)
+    assert advi_router.tau_ == min(losses, key=losses.get)
+    assert all(0.0 < v < 1.0 for v in losses.values())
+
+
+def test_prediction_is_reproducible(advi_router, new_queries):
+    q = new_queries.head(10)
+    np.testing.assert_array_equal(advi_router.predict_proba(q), advi_router.predict_proba(q))
 
 
 def test_unknown_warmup_raises(advi_router, new_queries):
     with pytest.raises(IrtBayesError) as err:
         advi_router.predict_proba(new_queries.head(2), warmup="nearest")
     msg = str(err.value)
-    assert "\n" not in msg and "'nearest'" in msg and "knn-residual" in msg
+    assert "\n" not in msg and "'nearest'" in msg and "irt-router" in msg
 
 
 # ------------------------------------------------------------------- dataset levels
 def test_unseen_dataset_widens_interval(advi_router, new_queries):
     q = new_queries.head(30).copy()
     assert set(q["dataset"]) <= set(advi_router.datasets_)
-    seen = advi_router.predict(q)
-    unseen = advi_router.predict(q.assign(dataset="a-domain-never-seen"))
+    seen = advi_router.predict(q, use_labels=True)
+    unseen = advi_router.predict(q.assign(dataset="a-domain-never-seen"), use_labels=True)
     assert list(seen["query_id"]) == list(unseen["query_id"])
     width_seen = seen["p_high"] - seen["p_low"]
     width_unseen = unseen["p_high"] - unseen["p_low"]
     print(f"\nmean 94% width: seen dataset {width_seen.mean():.3f}, new {width_unseen.mean():.3f}")
     assert width_unseen.mean() > width_seen.mean()
-    assert (width_unseen > width_seen).mean() >= 0.75
+    # the predictive draws also carry the query's own residuals, common to both, so
+    # the new dataset's extra spread widens most cells, not all
+    assert (width_unseen > width_seen).mean() >= 0.6
     assert unseen["p_sd"].mean() > seen["p_sd"].mean()
 
 
-def test_unlabeled_queries_borrow_neighbour_datasets(advi_router, new_queries):
+def test_unlabeled_queries_get_a_dataset_posterior_from_their_text(advi_router, new_queries):
     q = new_queries.head(10)
+    probs = advi_router.dataset_proba(q)
+    assert list(probs.columns) == advi_router.datasets_
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    # the simulated domains are plain from the text: the true label gets most of the mass
+    hit = probs.to_numpy().argmax(axis=1) == pd.Index(advi_router.datasets_).get_indexer(
+        q["dataset"]
+    )
+    assert hit.mean() >= 0.9
+    # a label is ignored unless asked for: routing sees the text only
+    with_label = advi_router.predict_proba(q)
+    without = advi_router.predict_proba(q.drop(columns="dataset"))
+    np.testing.assert_array_equal(with_label, without)
     unlabeled = advi_router.predict(q.drop(columns="dataset"))
-    never = advi_router.predict(q.assign(dataset="a-domain-never-seen"))
+    never = advi_router.predict(q.assign(dataset="a-domain-never-seen"), use_labels=True)
     assert (unlabeled["p_high"] - unlabeled["p_low"]).mean() < (
         never["p_high"] - never["p_low"]
     ).mean()
@@ -235,9 +241,9 @@ def test_loo_returns_finite_elpd(advi_router, sim_pool):
         lambda r: r.abilities(),
         lambda r: r.loo(),
         lambda r: r.save("never-written"),
-        lambda r: r.params_,
+        lambda r: r.draws_,
     ],
-    ids=["predict_proba", "predict", "abilities", "loo", "save", "params_"],
+    ids=["predict_proba", "predict", "abilities", "loo", "save", "draws_"],
 )
 def test_unfitted_router_raises_clear_error(call, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -262,7 +268,7 @@ def test_fit_accepts_response_data_and_precomputed_embeddings():
     pool = simulate_pool(n_queries=30, n_llms=3, seed=5)
     data = ResponseData.from_frame(pool.responses)
     emb = _unit_rows(np.random.default_rng(1).normal(size=(data.n_queries, 8)))
-    router = IRTRouter("rasch", progress=False, cache_dir=False, max_iter=500, draws=100)
+    router = IRTRouter("rasch", progress=False, cache_dir=False, max_iter=500, draws=100, holdout=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert router.fit(data, embeddings=emb) is router
@@ -281,7 +287,8 @@ def test_log_likelihood_includes_llm_slopes(encoder):
     spec = load_spec("2pl").replace(llm_slopes=True, embedding_dims=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        router = IRTRouter(spec, encoder=encoder, progress=False, max_iter=300).fit(pool.responses)
+        router = IRTRouter(spec, encoder=encoder, progress=False, max_iter=300, holdout=0)
+        router.fit(pool.responses)
     post = router.idata_.posterior.isel(chain=0, draw=3)
     const = router.idata_.constant_data
     qi, li = const["query_idx"].to_numpy(), const["llm_idx"].to_numpy()
@@ -303,8 +310,5 @@ def test_log_likelihood_includes_llm_slopes(encoder):
     np.testing.assert_allclose(got, expected, rtol=1e-9)
     # and prediction uses the slopes: zeroing them changes P for the training queries
     p = router.predict_proba(pool.queries.head(5)).mean("draw")
-    params = router.params_
-    router._params = type(params)(
-        **{**params.__dict__, "llm_slopes": np.zeros_like(params.llm_slopes)}
-    )
+    router.draws_["llm_slopes"][:] = 0.0
     assert not np.allclose(router.predict_proba(pool.queries.head(5)).mean("draw"), p)

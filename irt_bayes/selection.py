@@ -1,0 +1,202 @@
+"""Held-out model choice (``model="auto"``) and the held-out check behind every fit.
+
+The training queries are split once (stratified by dataset): a share (``holdout``,
+20% by default) is held out, each candidate spec is fitted to the rest and predicts
+the held-out queries from their text alone, as it will route. Among the candidates
+whose predictive check (:mod:`irt_bayes.checks`) passes -- no LLM's mean predicted
+P(correct) off its held-out accuracy beyond tolerance and sampling error -- the one
+with the lowest held-out log loss is chosen (among all of them, with a warning, when
+none passes) and refitted on all the training queries; its check is kept with the
+router. An explicit spec gets the same check, with itself as the only candidate.
+
+Why the check is part of the choice: log loss alone can prefer a model whose marginal
+predictions are off. On the position-bias simulation (LLMs that lean towards one answer
+position) the 2PL's held-out log loss ties with mirt-2's while its mean P(correct) is
+0.16 above an LLM's accuracy: a one-skill 2PL with a >= 0 cannot say that half the
+queries favour one group of LLMs and half the other, gives those queries a ~ 0, and
+its abilities then answer for the other half only.
+
+Beside the candidates, the table reports the per-LLM training accuracy (per dataset,
+mixed by the dataset classifier, when the data is labelled) as a reference: the
+``llm-mean`` candidate is that reference as a Bayesian model (abilities and LLM x
+dataset offsets, no per-query terms), so ``auto`` can always fall back to it.
+
+How the candidates were chosen: see ``AUTO_CANDIDATES``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from irt_bayes.checks import PredictiveCheck, predictive_check
+from irt_bayes.data import ResponseData
+from irt_bayes.spec import ModelSpec, load_spec
+
+if TYPE_CHECKING:
+    from irt_bayes.router import IRTRouter
+
+__all__ = ["AUTO_CANDIDATES", "SMALL_DATA_SPEC", "choose_model", "holdout_split"]
+
+# Specs ``model="auto"`` compares by held-out log loss on the training queries.
+AUTO_CANDIDATES = ("2pl", "mirt-2", "3pl", "llm-mean")
+# Spec used by ``auto`` when there are too few training queries to hold any out.
+SMALL_DATA_SPEC = "2pl"
+
+
+def holdout_split(data: ResponseData, share: float, seed: int) -> tuple[list[str], list[str]]:
+    """Query ids to fit on and to hold out, stratified by dataset when labelled."""
+    q = data.queries
+    rng = np.random.default_rng(seed)
+    strata = q["dataset"].astype(str).to_numpy() if data.has_dataset else np.zeros(len(q))
+    hold = np.zeros(len(q), dtype=bool)
+    for s in pd.unique(strata):
+        rows = np.flatnonzero(strata == s)
+        k = int(round(share * len(rows)))
+        if 0 < k < len(rows):
+            hold[rng.choice(rows, k, replace=False)] = True
+    ids = q["query_id"].to_numpy()
+    return list(ids[~hold]), list(ids[hold])
+
+
+def _say(router: IRTRouter, msg: str) -> None:
+    if router.progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _reference_log_loss(
+    fit: ResponseData,
+    hold: ResponseData,
+    emb_fit: np.ndarray,
+    emb_hold: np.ndarray,
+    llms: list[str],
+    score: np.ndarray,
+    weight: np.ndarray,
+    seed: int,
+) -> float:
+    """Held-out log loss of per-LLM (per-dataset, mixed by a classifier) training accuracy."""
+    from irt_bayes.domains import DomainModel
+    from irt_bayes.router import response_grid
+
+    s_fit, w_fit = response_grid(fit, llms)
+    if fit.has_dataset and fit.queries["dataset"].nunique() >= 2:
+        dom, labels = DomainModel.fit(
+            emb_fit, fit.queries["dataset"].astype(str).to_numpy(), seed=seed
+        )
+        onehot = (labels[:, None] == np.array(dom.names)[None, :]).astype(float)
+        rates = (onehot.T @ (w_fit * s_fit) + 1.0) / (onehot.T @ w_fit + 2.0)  # (D, J)
+        p = dom.predict_proba(emb_hold) @ rates
+    else:
+        p = np.broadcast_to(((w_fit * s_fit).sum(0) + 1) / (w_fit.sum(0) + 2), score.shape)
+    pc = np.clip(p, 1e-9, 1 - 1e-9)
+    ll = weight * (score * np.log(pc) + (1 - score) * np.log1p(-pc))
+    return float(-ll.sum() / weight.sum())
+
+
+def choose_model(
+    router: IRTRouter,
+    data: ResponseData,
+    emb: np.ndarray,
+    groups: dict[str, str] | None,
+) -> tuple[ModelSpec, PredictiveCheck | None, pd.DataFrame | None, str]:
+    """The spec to fit, its held-out check, the candidates' table and a one-line note.
+
+    Parameters
+    ----------
+    router : IRTRouter
+        Its ``model``, ``holdout``, ``seed`` and inference settings are used.
+    data : ResponseData
+        All training responses.
+    emb : numpy.ndarray
+        (Q, dim) embeddings in ``data.query_ids`` order.
+    groups : dict, optional
+        LLM groups passed to every fit.
+
+    Returns
+    -------
+    spec : ModelSpec
+    check : PredictiveCheck or None
+        None when nothing was held out.
+    table : pandas.DataFrame or None
+        Per candidate: held-out ``log_loss``, ``max_gap`` and ``check`` (ok / flagged).
+    note : str
+        Why this spec, in one line.
+    """
+    from irt_bayes.router import MIN_HOLDOUT_QUERIES, response_grid
+
+    auto = isinstance(router.model, str) and router.model == "auto"
+    if router.holdout <= 0 or data.n_queries < MIN_HOLDOUT_QUERIES:
+        spec = load_spec(SMALL_DATA_SPEC if auto else router.model)
+        why = "holdout=0" if router.holdout <= 0 else f"only {data.n_queries} training queries"
+        note = (
+            f"model auto: {spec.name} ({why}: nothing held out to choose by)"
+            if auto
+            else f"no held-out check ({why})"
+        )
+        return spec, None, None, note
+    fit_ids, hold_ids = holdout_split(data, router.holdout, router.seed)
+    pos = pd.Index(data.query_ids)
+    fit, hold = data.select(queries=fit_ids), data.select(queries=hold_ids)
+    emb_fit = emb[pos.get_indexer(fit.query_ids)]
+    emb_hold = emb[pos.get_indexer(hold.query_ids)]
+    llms = list(data.llms)
+    score, weight = response_grid(hold, llms)
+    hold_q = hold.queries.drop(columns=[c for c in ("dataset", "split") if c in hold.queries])
+    true_ds = hold.queries["dataset"].astype(str).to_numpy() if hold.has_dataset else None
+
+    names = list(AUTO_CANDIDATES) if auto else [router.model]
+    rows, checks, specs = {}, {}, {}
+    for name in names:
+        spec = load_spec(name)
+        _say(
+            router,
+            f"checking {spec.name} on {fit.n_queries} training queries, "
+            f"{hold.n_queries} held out ...",
+        )
+        sub = type(router)(**{**router.get_params(), "model": spec, "holdout": 0.0})
+        sub._encoder = getattr(router, "_encoder", None)
+        sub._fit_core(spec, fit, emb_fit, groups)
+        sub.encoder_id_ = "precomputed"
+        p = sub.predict_proba(hold_q, embeddings=emb_hold)
+        p = p.reindex(llm=llms).transpose("draw", "query", "llm").to_numpy()
+        w = np.where(np.isnan(p).any(axis=0), 0.0, weight)
+        chk = predictive_check(np.nan_to_num(p, nan=0.5), score, w, llms, true_ds)
+        checks[spec.name], specs[spec.name] = chk, spec
+        rows[spec.name] = {
+            "log_loss": chk.log_loss,
+            "max_gap": chk.max_gap,
+            "check": "ok" if chk.ok else f"{len(chk.flagged)} flagged",
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model"
+    ref = _reference_log_loss(fit, hold, emb_fit, emb_hold, llms, score, weight, router.seed)
+    table.attrs["reference_log_loss"] = ref
+    passing = table[table["check"] == "ok"]
+    best = str((passing if len(passing) else table)["log_loss"].idxmin())
+    chosen = table.loc[best]
+    if auto:
+        others = ", ".join(
+            f"{m} {v:.4f}" for m, v in table["log_loss"].drop(best).sort_values().items()
+        )
+        why = (
+            "lowest held-out log loss"
+            if best == str(table["log_loss"].idxmin())
+            else "lowest held-out log loss among those that pass the predictive check"
+        )
+        note = (
+            f"model auto: chose {best}, {why}, {chosen.log_loss:.4f} on "
+            f"{hold.n_queries} training queries (others: {others}; per-LLM training "
+            f"accuracy {ref:.4f})"
+        )
+        if not len(passing):
+            note += "; WARNING: no candidate passes the predictive check"
+    else:
+        note = (
+            f"{best}: held-out log loss {chosen.log_loss:.4f} (per-LLM training accuracy {ref:.4f})"
+        )
+    if chosen.log_loss > ref:
+        note += "; WARNING: worse than per-LLM training accuracy"
+    return specs[best], checks[best], table, note
