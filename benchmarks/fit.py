@@ -253,7 +253,13 @@ def fit_one(
     """Fit one router; returns it, the fit wall time and the warnings it raised."""
     kwargs = {k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k)}
     router = IRTRouter(
-        args.model, encoder=encoder, method=method, progress=False, seed=args.seed, **kwargs
+        args.model,
+        encoder=encoder,
+        method=method,
+        progress=False,
+        seed=args.seed,
+        holdout=0.0,
+        **kwargs,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

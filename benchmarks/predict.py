@@ -1,23 +1,25 @@
 """Speed and quality of posterior prediction for new queries, per warm-up.
 
 Speed: ``IRTRouter.predict_proba`` for 1,000 new queries x 11 LLMs x 1,000 posterior draws
-with precomputed embeddings (encoding excluded), for ``warmup`` None / "irt-router" /
-"knn-residual"; best (and median) of 5 timed runs after one untimed call. The 1,000 query
+with precomputed embeddings (encoding excluded), for ``warmup`` None / "irt-router";
+best (and median) of 5 timed runs after one untimed call. The 1,000 query
 embeddings are the 573 RouterBench test queries' embeddings followed by 427 of them again
 with Gaussian noise (sd 0.02 per coordinate) added and re-normalised, so they sit where
-real queries do. Timed twice: with each query's dataset label given (as the test files
-have it) and with no label (the router then picks a neighbour's dataset per draw, as for
-production queries). Target: < 0.5 s. One extra row times ``predict`` (the summary frame
-with quantiles) for reference.
+real queries do. Timed twice: with each query's dataset label used
+(``use_labels=True``) and from the text alone (the default: the dataset classifier's
+posterior is mixed over, draw by draw, as for production queries). Target: < 0.5 s.
+One extra row times ``predict`` (the summary frame with quantiles) for reference.
 
-Quality: test log loss, Brier score and mean posterior sd of p over every observed
-(test query, LLM) pair of the RouterBench test files, p = posterior mean of
-``predict_proba`` clipped to [1e-6, 1 - 1e-6], for each warm-up (irt-router with k=5,
-lam=0.3; knn-residual with k=5), plus the per-(LLM, dataset) training-accuracy reference.
+Quality: test log loss, Brier score and mean predictive sd of p over every observed
+(test query, LLM) pair of the RouterBench test files, p = predictive mean of
+``predict_proba`` (text only) clipped to [1e-6, 1 - 1e-6], for no warm-up and the
+irt-router warm-up (k=5, lam=0.3), plus the per-(LLM, dataset) training-accuracy
+reference.
 
-The router is a quick ADVI fit of the 2PL on the RouterBench arc_challenge + mbpp TRAIN
-files (fit time printed, not part of the prediction timings), or a saved router given by
-``--router DIR`` (it must use the same encoder, all-MiniLM-L6-v2).
+The router is a quick ADVI fit (no held-out check) of the 2PL on the RouterBench
+arc_challenge + mbpp TRAIN files (fit time printed, not part of the prediction timings),
+or a saved router given by ``--router DIR`` (it must use the same encoder,
+all-MiniLM-L6-v2).
 
 Usage (from the repository root)::
 
@@ -60,7 +62,7 @@ from fit import (  # noqa: E402  (shared helpers of the fit benchmark)
 
 from irt_bayes import IRTRouter  # noqa: E402
 
-WARMUPS: tuple[str | None, ...] = (None, "irt-router", "knn-residual")
+WARMUPS: tuple[str | None, ...] = (None, "irt-router")
 TARGET_S = 0.5
 NOISE_SD = 0.02
 
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fitting {args.model} with ADVI ...", flush=True)
         t0 = time.perf_counter()
         router = IRTRouter(
-            args.model, encoder=encoder, method="advi", progress=False, seed=args.seed
+            args.model, encoder=encoder, method="advi", progress=False, seed=args.seed, holdout=0
         )
         router.fit(train, embeddings=emb_train)
         fit_s = time.perf_counter() - t0
@@ -137,14 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.save is not None:
             print(f"saved router to {router.save(args.save)}")
 
-    # First prediction after fit/load extracts the draws (PosteriorParams); time it once.
-    router._params = None  # private cache, reset only to time its construction
+    # First prediction after fit/load extracts the draws; time it once.
+    router._draws = None  # private cache, reset only to time its construction
     t0 = time.perf_counter()
-    n_draws = router.params_.n_samples
+    n_draws = router.n_draws_
     params_s = time.perf_counter() - t0
 
     frame, emb = new_queries(test.queries, emb_test, args.n_queries, args.seed)
-    unlabelled = frame.drop(columns="dataset")
+    variants = ({"use_labels": True}, {})
     opts = {"k": args.k, "lam": args.lam}
     n_llms = len(router.llms_)
     print(
@@ -154,18 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     speed_header = [
         "call",
-        "labelled: best s",
-        "labelled: median s",
-        "no label: best s",
-        "no label: median s",
+        "with labels: best s",
+        "with labels: median s",
+        "text only: best s",
+        "text only: median s",
         f"target < {TARGET_S} s",
     ]
     speed_rows = []
     for warmup in WARMUPS:
         row = [f"predict_proba, warmup={warmup}"]
-        for q in (frame, unlabelled):
+        for kw in variants:
             best, med = best_of(
-                lambda q=q, w=warmup: router.predict_proba(q, embeddings=emb, warmup=w, **opts),
+                lambda kw=kw, w=warmup: router.predict_proba(
+                    frame, embeddings=emb, warmup=w, **opts, **kw
+                ),
                 args.repeats,
             )
             row += [fmt(best), fmt(med)]
@@ -181,23 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     quality_header = ["warm-up", "test log loss", "test Brier", "mean posterior sd of p"]
     quality_rows = []
     for warmup in WARMUPS:
-        label = {
-            None: "none",
-            "irt-router": f"irt-router (k={args.k}, lam={args.lam})",
-            "knn-residual": f"knn-residual (k={args.k})",
-        }[warmup]
+        label = {None: "none", "irt-router": f"irt-router (k={args.k}, lam={args.lam})"}[warmup]
         ll, brier, sd = router_scores(router, test, emb_test, warmup=warmup, **opts)
         quality_rows.append([label, fmt(ll, ".4f"), fmt(brier, ".4f"), fmt(sd, ".4f")])
     for name, (ll, brier) in reference_scores(train, test).items():
         quality_rows.append([name, fmt(ll, ".4f"), fmt(brier, ".4f"), "-"])
 
-    w = router.warmup_weights_
     context = (
         f"Router: {source}. Encoder {encoder_id}; embeddings precomputed (encoding excluded). "
         f"New queries: {len(test.queries)} RouterBench test embeddings + "
         f"{max(args.n_queries - len(test.queries), 0)} noisy copies (sd {NOISE_SD}, "
-        f"re-normalised). knn-residual weights: w_b {w.get('w_b', float('nan')):.3f}, "
-        f"f_b {w.get('f_b', float('nan')):.3f}. {machine_line()}"
+        f"re-normalised). Kernel temperature of the residual prior: {router.tau_}. "
+        f"{machine_line()}"
     )
     quality_note = (
         f"Quality on the RouterBench test files ({test.n_queries} queries, "
