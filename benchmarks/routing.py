@@ -130,7 +130,7 @@ def part_routerbench(seeds: list[int], models: list[str]) -> str:
             first_points, first_names = points, list(preds)
             obs = ~np.isnan(evalset.y)
             for name in preds:
-                if name.startswith("irt-bayes") or name == "per-llm-accuracy":
+                if name.startswith("irt-bayes") or name.startswith("per-"):
                     checks[name] = predictive_check(
                         preds[name],
                         np.nan_to_num(evalset.y),
@@ -194,7 +194,11 @@ def part_routerbench(seeds: list[int], models: list[str]) -> str:
 
 
 def _calibration_tables(checks: dict) -> str:
-    """Per-LLM gap (predicted - observed) of each router, per test set."""
+    """Per-LLM gap (predicted - observed) of each router, per test set.
+
+    The per-dataset prior predicts each LLM's training accuracy on the test set's own
+    dataset: its gaps are the train -> test shift no router can see from the text.
+    """
     parts = []
     for scope in (
         "all",
@@ -211,6 +215,7 @@ def _calibration_tables(checks: dict) -> str:
         label = "all test queries" if scope == "all" else f"test set {scope}"
         parts.append(
             f"Mean predicted P(correct) - observed accuracy per LLM, {label} "
+            "(per-dataset prior: the train -> test shift of each LLM's accuracy) "
             f"({int(chk.table[chk.table['dataset'] == scope]['n'].max())} queries):\n\n"
             + md(tab, ".3f")
         )

@@ -88,6 +88,7 @@ def cross_validate(name: str, specs: list[str], k: int, seed: int) -> pd.DataFra
             chk = predictive_check(
                 p.transpose("draw", "query", "llm").to_numpy(), score, weight, data.llms
             )
+            per = chk.per_llm
             rows.append(
                 {
                     "set": name,
@@ -96,6 +97,8 @@ def cross_validate(name: str, specs: list[str], k: int, seed: int) -> pd.DataFra
                     "log_loss": chk.log_loss,
                     "max_gap": chk.max_gap,
                     "seconds": time.perf_counter() - t0,
+                    **{f"sum:{m}": float(per.loc[m, "gap"] * per.loc[m, "n"]) for m in per.index},
+                    **{f"n:{m}": int(per.loc[m, "n"]) for m in per.index},
                 }
             )
             print(

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from irt_bayes.checks import PredictiveCheck
-from irt_bayes.components import Structure
+from irt_bayes.components import Structure, components_for, posterior_variables
 from irt_bayes.domains import DomainModel
 from irt_bayes.errors import RouterFileError
 from irt_bayes.features import EmbeddingFeatures
@@ -326,7 +326,16 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     router.train_embeddings_ = emb
     didx = arrays.get("train_dataset_idx")
     router.train_dataset_idx_ = didx if didx is not None and didx.size else None
-    router.structure_ = Structure.from_dict(_need(meta, "structure", path))
+    try:
+        router.structure_ = Structure.from_dict(_need(meta, "structure", path))
+        needed = posterior_variables(components_for(spec, router.structure_))
+    except (TypeError, ValueError) as exc:
+        raise RouterFileError(f"{path / 'router.json'}: invalid 'structure' ({exc})") from None
+    missing = [v for v in needed if v not in idata.posterior]
+    if missing:
+        raise RouterFileError(
+            f"{path / 'posterior.nc'}: has no {missing[0]!r}, which the model's terms need"
+        )
     dom = meta.get("domain")
     router.domain_ = None
     if dom is not None:

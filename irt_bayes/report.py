@@ -1337,7 +1337,7 @@ def skill_top_queries(router: IRTRouter, n: int = 5, *, data: DataLike = None) -
     >>> skill_top_queries(mirt_router, 3)  # doctest: +SKIP
     """
     router = _as_router(router)
-    if "discrimination" not in router.idata_.posterior:
+    if not _free_discrimination(router):
         return pd.DataFrame(columns=["skill", "query_id", "dataset", "loading", "share", "display"])
     skills = _skills(router)
     a = _draws(router, "discrimination", "query", "skill").mean(axis=0)

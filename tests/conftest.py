@@ -74,3 +74,9 @@ def nuts_router(sim_pool, encoder) -> IRTRouter:
         "2pl", method="nuts", progress=False, encoder=encoder, holdout=0.0, **NUTS_SETTINGS
     )
     return _fit(router, sim_pool.responses)
+
+
+@pytest.fixture(scope="session")
+def auto_router(sim_pool, encoder) -> IRTRouter:
+    """The default router (model="auto", held-out check) fitted by ADVI on ``sim_pool``."""
+    return _fit(IRTRouter(encoder=encoder, progress=False), sim_pool.responses)

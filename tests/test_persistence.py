@@ -326,3 +326,27 @@ def test_load_refuses_an_encoder_that_gives_another_id(copy_of_saved, embed_cach
     with pytest.raises(RouterFileError, match="other-model") as err:
         _load(copy_of_saved, embed_cache)
     assert "\n" not in str(err.value)
+
+
+def test_check_and_model_choice_survive_a_round_trip(auto_router, tmp_path, embed_cache):
+    loaded = _load(auto_router.save(tmp_path / "auto"), embed_cache)
+    assert loaded.selection_note_ == auto_router.selection_note_
+    pd.testing.assert_frame_equal(loaded.selection_, auto_router.selection_, check_dtype=False)
+    assert loaded.check_.verdict() == auto_router.check_.verdict()
+    pd.testing.assert_frame_equal(loaded.check_.table, auto_router.check_.table)
+    meta = json.loads((tmp_path / "auto" / "router.json").read_text())
+    json.dumps(meta, allow_nan=False)  # strict JSON: no NaN or Infinity
+
+
+def test_a_posterior_without_a_variable_the_terms_need_is_one_line(copy_of_saved, embed_cache):
+    import arviz as az
+
+    idata = az.from_netcdf(copy_of_saved / "posterior.nc", engine="h5netcdf")
+    idata.load()
+    idata.posterior = idata.posterior.drop_vars("delta_b")
+    (copy_of_saved / "posterior.nc").unlink()
+    idata.to_netcdf(str(copy_of_saved / "posterior.nc"), engine="h5netcdf")
+    with pytest.raises(RouterFileError) as err:
+        _load(copy_of_saved, embed_cache)
+    msg = str(err.value)
+    assert "\n" not in msg and "'delta_b'" in msg and "posterior.nc" in msg

@@ -312,3 +312,39 @@ def test_log_likelihood_includes_llm_slopes(encoder):
     p = router.predict_proba(pool.queries.head(5)).mean("draw")
     router.draws_["llm_slopes"][:] = 0.0
     assert not np.allclose(router.predict_proba(pool.queries.head(5)).mean("draw"), p)
+
+
+# --------------------------------------------------------------- model="auto" and checks
+def test_default_router_chooses_among_candidates_by_held_out_check(auto_router):
+    from irt_bayes.selection import AUTO_CANDIDATES
+
+    sel = auto_router.selection_
+    assert set(sel.index) == set(AUTO_CANDIDATES)
+    ok = sel[sel["check"] == "ok"]
+    assert auto_router.spec_.name == (ok if len(ok) else sel)["log_loss"].idxmin()
+    # never worse than each LLM's training accuracy on the held-out queries
+    assert sel.loc[auto_router.spec_.name, "log_loss"] <= sel.attrs["reference_log_loss"]
+    note = auto_router.selection_note_
+    assert note.startswith(f"model auto: chose {auto_router.spec_.name}") and "\n" not in note
+    chk = auto_router.check_
+    # 20% of each simulated domain's queries, rounded per domain
+    per_domain = auto_router.train_queries_["dataset"].value_counts()
+    assert chk.n_queries == sum(int(round(0.2 * n)) for n in per_domain)
+    assert set(chk.per_llm.index) == set(auto_router.llms_)
+    line = chk.verdict()
+    assert line.startswith(f"predictive check on {chk.n_queries} held-out training queries")
+    assert "\n" not in line
+
+
+def test_a_misfit_raises_one_predictive_check_warning(encoder):
+    """An explicit spec that cannot fit the data is fitted, but said to be off."""
+    from irt_bayes.checks import PredictiveCheckWarning
+
+    # the position-bias simulation of tests/test_predictive.py, where the 2PL is 0.16 off
+    pool = simulate_pool(n_queries=2000, n_llms=8, seed=5, styles=("position-bias",))
+    router = IRTRouter("2pl", encoder=encoder, progress=False)
+    with pytest.warns(PredictiveCheckWarning) as rec:
+        router.fit(pool.responses)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, PredictiveCheckWarning)]
+    assert len(msgs) == 1 and "\n" not in msgs[0] and "WARNING" in msgs[0]
+    assert not router.check_.ok
