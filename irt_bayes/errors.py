@@ -29,3 +29,7 @@ class RouterFileError(IrtBayesError, OSError):
 
 class SpecError(IrtBayesError, ValueError):
     """A model spec that cannot be read or names unknown options."""
+
+
+class OutputError(IrtBayesError, OSError):
+    """An output path that cannot be written, or that holds what irt-bayes did not write."""

@@ -422,6 +422,7 @@ def evaluate_router(
     policy: str = "expected-utility",
     quantile: float = 0.1,
     complete_cases: bool = True,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Evaluate a fitted :class:`~irt_bayes.router.IRTRouter` on held-out responses.
 
@@ -433,7 +434,8 @@ def evaluate_router(
         Held-out responses of the router's LLMs.
     out_dir : str, optional
         Directory to write ``metrics.csv``, ``metrics.md``, ``points.csv`` and
-        ``pareto.png`` into (atomically replaced).
+        ``pareto.png`` into (replaced atomically when it holds an earlier evaluation,
+        refused when it holds anything else; see :mod:`irt_bayes.outputs`).
     warmup : str, optional
         Warm-up passed to :meth:`IRTRouter.predict_proba`.
     use_labels : bool, default False
@@ -446,6 +448,8 @@ def evaluate_router(
         Quantile of the risk-averse sweep.
     complete_cases : bool, default True
         Score only the queries every LLM answered (see :func:`evaluate`).
+    force : bool, default False
+        Replace an existing ``out_dir`` that is not an irt-bayes evaluation.
 
     Returns
     -------
@@ -456,10 +460,12 @@ def evaluate_router(
     """
     from irt_bayes.checks import predictive_check
     from irt_bayes.errors import IrtBayesError
-    from irt_bayes.persistence import atomic_directory
+    from irt_bayes.outputs import atomic_directory, check_output_dir
 
     if policy not in ("expected-utility", "risk-averse"):
         raise IrtBayesError(f"evaluate sweeps 'expected-utility' or 'risk-averse', not {policy!r}")
+    if out_dir is not None:
+        check_output_dir(out_dir, "evaluation", force=force)
     prices = None if test.has_cost else dict(router.prices_)
     evalset = EvalSet.from_data(test, router.llms_, prices=prices)
     draws = router.predict_proba(test.queries, warmup=warmup, use_labels=use_labels).transpose(
@@ -487,7 +493,7 @@ def evaluate_router(
     if complete_cases:
         evalset = evalset.subset(evalset.complete)
     if out_dir is not None:
-        with atomic_directory(out_dir) as tmp:
+        with atomic_directory(out_dir, "evaluation", force=force) as tmp:
             table.to_csv(tmp / "metrics.csv", index_label="router")
             (tmp / "metrics.md").write_text(
                 f"Scored on {table.attrs['n_queries']} test queries"

@@ -80,7 +80,7 @@ from irt_bayes.components import (
 from irt_bayes.components.likelihood import response
 from irt_bayes.data import ResponseData, load_responses
 from irt_bayes.errors import IrtBayesError
-from irt_bayes.persistence import atomic_directory
+from irt_bayes.outputs import atomic_directory, check_output_dir
 from irt_bayes.predict import extract_draws
 
 if TYPE_CHECKING:
@@ -1749,16 +1749,6 @@ def _save_fig(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=FIGURE_DPI, facecolor="white")
 
 
-def _check_out_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise IrtBayesError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "report.md").is_file():
-        # Never replace a folder that is not an earlier report: it may hold anything.
-        raise IrtBayesError(f"{out}: exists, is not empty and holds no irt-bayes report")
-    if not out.parent.exists():
-        raise IrtBayesError(f"{out}: directory {out.parent} does not exist")
-
-
 def build_report(
     router: Any,
     out_dir: str | os.PathLike,
@@ -1766,6 +1756,7 @@ def build_report(
     *,
     n_queries: int = 5,
     hdi_prob: float = HDI_PROB,
+    force: bool = False,
 ) -> Path:
     """Write the posterior report of a router to a directory.
 
@@ -1774,9 +1765,9 @@ def build_report(
     figures (``abilities.png``, ``beat_probability.png``, ``accuracy.png``,
     ``calibration.png``, ``query_parameters.png``, ``icc.png``, ``convergence.png``,
     ``dataset_abilities.png`` with two or more datasets and ``skills.png`` for K > 1) and
-    one CSV per table. It is written under a temporary
-    name beside ``out_dir`` and renamed into place; an existing earlier report there is
-    replaced, any other non-empty directory is refused.
+    one CSV per table. It is written under a temporary name beside ``out_dir`` and
+    swapped into place (:func:`irt_bayes.outputs.atomic_directory`): an earlier report
+    there is replaced, any other non-empty folder is refused unless ``force``.
 
     Parameters
     ----------
@@ -1791,6 +1782,8 @@ def build_report(
         Hardest / easiest queries listed, and example queries per skill.
     hdi_prob : float, default 0.94
         Probability mass of every interval.
+    force : bool, default False
+        Replace an existing folder that is not an irt-bayes report.
 
     Returns
     -------
@@ -1808,8 +1801,7 @@ def build_report(
     PosixPath('fits/2pl-report')
     """
     t0 = time.perf_counter()
-    out = Path(out_dir)
-    _check_out_dir(out)
+    out = check_output_dir(out_dir, "report", force=force)
     router = _as_router(router)
     data = _as_data(data)  # read files once, not once per table
     texts = _query_texts(router, data)
@@ -1827,7 +1819,7 @@ def build_report(
     skills = _skills(router)
     multi = len(skills) > 1 and _free_discrimination(router)
 
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, "report", force=force) as tmp:
         figures: dict[str, Figure] = {
             "abilities.png": plot_abilities(router, hdi_prob),
             "beat_probability.png": plot_beat_probability(beat),
