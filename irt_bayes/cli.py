@@ -4,24 +4,30 @@ Also ``route`` (an LLM per query by expected utility), ``evaluate`` (cost-accura
 sweep on test data), ``report`` (posterior report of a saved router) and ``compare``
 (PSIS-LOO across routers fitted on the same data).
 
-Every user error (bad data, bad spec, bad saved router) prints one line to stderr
-and exits with status 2; output files are written atomically.
+Every user error (a bad option value, data file, spec or saved router) prints one line
+to stderr and exits with status 2. Output paths are checked before any long work, output
+folders are replaced only when irt-bayes wrote them (:mod:`irt_bayes.outputs`), and an
+interrupt (SIGINT or SIGTERM) writes nothing and exits with status 130 or 143
+(:mod:`irt_bayes.interrupts`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import signal
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from irt_bayes import interrupts
 from irt_bayes.errors import IrtBayesError
+from irt_bayes.outputs import atomic_directory, check_output_dir, check_output_file, write_file
 
 __all__ = ["main", "build_parser"]
 
@@ -42,19 +48,8 @@ DEMO_QUERIES = [
 
 
 def _write_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a CSV via a temporary file so an error never leaves half a file."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise IrtBayesError(f"{path}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a CSV via a temporary file so an error or interrupt never leaves half a file."""
+    return write_file(path, lambda fh: df.to_csv(fh, index=False))
 
 
 def _say(msg: str = "") -> None:
@@ -72,7 +67,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
     if len(args.data) == 1 and (Path(args.data[0]) / "router.json").is_file():
         return _describe_router(args.data[0])
-    data = load_responses(*args.data)
+    data = load_responses(*args.data, allow_pickle=args.trust_pickle)
     _say(repr(data))
     _say(_table(data.summary(), "{:.4g}"))
     return 0
@@ -130,18 +125,34 @@ def cmd_fit(args: argparse.Namespace) -> int:
     """Fit a router on response files and save it."""
     from irt_bayes.data import load_responses
 
-    data = load_responses(*args.data)
+    check_output_dir(args.out, "router", force=args.force)  # before minutes of fitting
+    data = load_responses(*args.data, allow_pickle=args.trust_pickle)
     router = _router_from_args(args)
     _say(
         f"fitting {router.model if isinstance(router.model, str) else router.model.name} "
         f"by {args.method.upper()} on {data!r}"
     )
     router.fit(data)
+    signum = interrupts.received()  # PyMC may have swallowed it and returned a partial fit
+    if signum is not None and not args.keep_partial:
+        raise interrupts.Interrupted(signum)
+    if signum is not None:
+        router.diagnostics_.interrupted = True
+        router.diagnostics_.converged = False
+        with interrupts.deferred():
+            interrupts.clear()  # the interrupt is answered by saving; a second one aborts
+            router.save(args.out, force=args.force)
+        print(
+            f"irt-bayes: interrupted ({signal.Signals(signum).name}); saved the partial fit to "
+            f"{args.out}, marked not converged (route refuses it without --force)",
+            file=sys.stderr,
+        )
+        return interrupts.exit_status(signum)
     _say(router.selection_note_)
     _say(router.diagnostics_.verdict())
     if router.check_ is not None:
         _say(router.check_.verdict())
-    router.save(args.out)
+    router.save(args.out, force=args.force)
     _say(_table(router.abilities()))
     _say(f"saved router to {args.out}")
     return 0
@@ -157,8 +168,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Predict P(correct) for every (query, LLM)."""
     from irt_bayes.data import load_queries
 
+    check_output_file(args.out)
     router = _load_router(args.router, args.quiet)
-    queries = load_queries(*args.queries)
+    queries = load_queries(*args.queries, allow_pickle=args.trust_pickle)
     out = router.predict(queries, warmup=args.warmup, use_labels=args.use_labels)
     _write_csv(out, args.out)
     _say(f"wrote {len(out)} rows ({len(queries)} queries x {len(router.llms_)} LLMs) to {args.out}")
@@ -167,6 +179,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_abilities(args: argparse.Namespace) -> int:
     """Posterior abilities with 94% HDI."""
+    if args.out:
+        check_output_file(args.out)
     router = _load_router(args.router, True)
     ab = router.abilities()
     _say(_table(ab))
@@ -184,13 +198,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from irt_bayes.report import build_report
 
     t0 = time.perf_counter()
+    check_output_dir(args.out, "report", force=args.force)
     router = _load_router(args.router, True)
     data = None
     if args.data:
         from irt_bayes.data import load_responses
 
-        data = load_responses(*args.data)
-    out = build_report(router, args.out, data=data)
+        data = load_responses(*args.data, allow_pickle=args.trust_pickle)
+    out = build_report(router, args.out, data=data, force=args.force)
     files = [p for p in out.iterdir() if p.is_file()]
     size = sum(p.stat().st_size for p in files)
     _say(
@@ -212,21 +227,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.routers) < 2:
         raise IrtBayesError("compare needs two or more routers")
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise IrtBayesError(f"{out}: exists and is not a directory")
+    if out is not None:
+        check_output_dir(out, "compare", force=args.force)
     table, fig = compare_routers(args.routers, ic=args.ic)
     _say(_table(table.drop(columns=["scale"], errors="ignore"), "{:.2f}"))
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_csv(table.reset_index(), out / "compare.csv")
-        fd, tmp = tempfile.mkstemp(prefix=".compare.png.", suffix=".tmp", dir=out)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=FIGURE_DPI, facecolor="white", format="png")
-            os.replace(tmp, out / "compare.png")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_directory(out, "compare", force=args.force) as tmp:
+            table.reset_index().to_csv(tmp / "compare.csv", index=False)
+            fig.savefig(tmp / "compare.png", dpi=FIGURE_DPI, facecolor="white", format="png")
         _say(f"wrote {out / 'compare.csv'} and {out / 'compare.png'}")
     return 0
 
@@ -239,6 +247,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from irt_bayes.simulate import simulate_pool
 
     t0 = time.perf_counter()
+    if args.out:
+        check_output_dir(args.out, "router", force=args.force)
     pool = simulate_pool(n_queries=args.queries, n_llms=args.llms, seed=args.seed)
     from irt_bayes.data import ResponseData
 
@@ -296,7 +306,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"[{row.accuracy_low:.2f}, {row.accuracy_high:.2f}]  ${c.expected_cost:.5f}"
             )
     if args.out:
-        router.save(args.out)
+        router.save(args.out, force=args.force)
         _say(f"\nSaved the router to {args.out} (try: irt-bayes abilities {args.out})")
     _say(f"\nDone in {time.perf_counter() - t0:.0f} s.")
     return 0
@@ -307,8 +317,14 @@ def cmd_route(args: argparse.Namespace) -> int:
     from irt_bayes.data import load_queries
     from irt_bayes.routing import route
 
+    check_output_file(args.out)
     router = _load_router(args.router, args.quiet)
-    queries = load_queries(*args.queries)
+    if router.diagnostics_.interrupted and not args.force:
+        raise IrtBayesError(
+            f"{args.router}: was saved from an interrupted fit (--keep-partial) and is not "
+            "converged; refit it, or pass --force to route with it anyway"
+        )
+    queries = load_queries(*args.queries, allow_pickle=args.trust_pickle)
     res = route(
         router,
         queries,
@@ -338,8 +354,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from irt_bayes.data import load_responses
     from irt_bayes.evaluation import evaluate_router
 
+    check_output_dir(args.out, "evaluation", force=args.force)
     router = _load_router(args.router, args.quiet)
-    test = load_responses(*args.data)
+    test = load_responses(*args.data, allow_pickle=args.trust_pickle)
     table = evaluate_router(
         router,
         test,
@@ -348,6 +365,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         use_labels=args.use_labels,
         policy=args.policy,
         complete_cases=not args.all_queries,
+        force=args.force,
     )
     if table.attrs["n_dropped"]:
         _say(
@@ -361,11 +379,88 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------ parser
+def one_line(text: object) -> str:
+    r"""``text`` on one line: control characters (newlines in a name...) escaped.
+
+    >>> print(one_line("llm a\nb"))
+    llm a\nb
+    """
+    text = str(text)
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line (and exit status 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def _integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            span = f">= {lo}" if hi is None else f"from {lo} to {hi}"
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(
+    lo: float, hi: float = math.inf, *, lo_open: bool = False, hi_open: bool = False
+) -> Callable[[str], float]:
+    """An argparse type: a finite number in the interval lo..hi (open ends as given)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        low_ok = value > lo if lo_open else value >= lo
+        high_ok = value < hi if hi_open else value <= hi
+        if not math.isfinite(value) or not (low_ok and high_ok):
+            left = "(" if lo_open else "["
+            right = ")" if hi_open or hi == math.inf else "]"
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number in {left}{lo:g}, {hi:g}{right}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+SEED = _integer(0, 2**32 - 1)
+
+
+def _add_safety(p: argparse.ArgumentParser, *, reads: bool = True, writes: bool = True) -> None:
+    """The options every command that reads data files or writes a folder shares."""
+    if reads:
+        p.add_argument(
+            "--trust-pickle",
+            action="store_true",
+            help="also read .pkl data files (unpickling runs code from the file: only for "
+            "files you trust; better, convert them once to Parquet, see the README)",
+        )
+    if writes:
+        p.add_argument(
+            "--force",
+            action="store_true",
+            help="replace an existing --out folder even though irt-bayes did not write it "
+            "(its files are deleted)",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     from irt_bayes.spec import available_specs
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="irt-bayes",
         description=("Bayesian routing of queries across LLMs with hierarchical IRT (PyMC)."),
     )
@@ -374,18 +469,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="fit and route on a simulated pool (no data needed)")
     d.add_argument("--method", choices=["advi", "nuts"], default="advi")
-    d.add_argument("--queries", type=int, default=600, help="simulated queries (600)")
-    d.add_argument("--llms", type=int, default=10, help="simulated LLMs (10, at most 12)")
-    d.add_argument("--draws", type=int, default=500, help="NUTS draws and tuning steps (500)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument(
+        "--queries", type=_integer(20, 100_000), default=600, help="simulated queries (600)"
+    )
+    d.add_argument(
+        "--llms", type=_integer(2, 12), default=10, help="simulated LLMs (10, at most 12)"
+    )
+    d.add_argument(
+        "--draws", type=_integer(10, 100_000), default=500, help="NUTS draws and tuning steps (500)"
+    )
+    d.add_argument("--seed", type=SEED, default=0)
     d.add_argument("--out", help="also save the fitted router to this directory")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_safety(d, reads=False)
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser(
         "describe", help="summarise response files, or a saved router and its predictive check"
     )
     s.add_argument("data", nargs="+", metavar="DATA|ROUTER")
+    _add_safety(s, writes=False)
     s.set_defaults(func=cmd_describe)
 
     f = sub.add_parser("fit", help="fit a router on response files and save it")
@@ -400,24 +503,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     f.add_argument(
         "--holdout",
-        type=float,
+        type=_number(0.0, 0.5),
         default=0.2,
         help="share of training queries held out for the predictive check and the choice "
-        "of --model auto (default 0.2; 0 skips the check)",
+        "of --model auto (default 0.2, at most 0.5; 0 skips the check)",
     )
     f.add_argument("--method", choices=["advi", "nuts"], default="advi")
-    f.add_argument("--skills", type=int, help="override the spec's number of skills")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--draws", type=int, default=500)
-    f.add_argument("--tune", type=int, default=500)
-    f.add_argument("--chains", type=int, default=4)
-    f.add_argument("--minibatch", type=int, metavar="N", help="minibatch ADVI, N per batch")
+    f.add_argument("--skills", type=_integer(1, 64), help="override the spec's number of skills")
+    f.add_argument("--seed", type=SEED, default=0)
+    f.add_argument("--draws", type=_integer(1, 100_000), default=500)
+    f.add_argument("--tune", type=_integer(0, 100_000), default=500)
+    f.add_argument("--chains", type=_integer(1, 64), default=4)
+    f.add_argument(
+        "--minibatch", type=_integer(2), metavar="N", help="minibatch ADVI, N per batch (>= 2)"
+    )
     f.add_argument(
         "--encoder",
         default="default",
         help="sentence-transformers name or path (default: bundled MiniLM)",
     )
+    f.add_argument(
+        "--keep-partial",
+        action="store_true",
+        help="on an interrupt, save the fit so far (marked not converged; route refuses "
+        "it without --force) instead of writing nothing",
+    )
     f.add_argument("--quiet", action="store_true")
+    _add_safety(f)
     f.set_defaults(func=cmd_fit)
 
     pr = sub.add_parser("predict", help="P(correct) per (query, LLM) for new queries")
@@ -431,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use the queries' dataset labels (default: route from the query text alone)",
     )
     pr.add_argument("--quiet", action="store_true")
+    _add_safety(pr, writes=False)
     pr.set_defaults(func=cmd_predict)
 
     a = sub.add_parser("abilities", help="posterior LLM abilities with 94%% HDI")
@@ -440,19 +553,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="posterior report: HTML, Markdown, figures and tables")
     rp.add_argument("router", metavar="ROUTER")
-    rp.add_argument("--out", required=True, metavar="DIR", help="directory to write (replaced)")
+    rp.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder to write (an earlier report is replaced)",
+    )
     rp.add_argument(
         "--data",
         nargs="+",
         metavar="DATA",
         help="the training response files, to show query texts (a saved router keeps ids)",
     )
+    _add_safety(rp)
     rp.set_defaults(func=cmd_report)
 
     c = sub.add_parser("compare", help="compare routers fitted on the same data by PSIS-LOO")
     c.add_argument("routers", nargs="+", metavar="ROUTER")
     c.add_argument("--out", metavar="DIR", help="write compare.csv and compare.png here")
     c.add_argument("--ic", choices=["loo", "waic"], default="loo")
+    _add_safety(c, reads=False)
     c.set_defaults(func=cmd_compare)
     ro = sub.add_parser("route", help="choose an LLM per query (expected utility)")
     ro.add_argument("router", metavar="ROUTER")
@@ -460,32 +580,45 @@ def build_parser() -> argparse.ArgumentParser:
     knob = ro.add_mutually_exclusive_group(required=True)
     knob.add_argument(
         "--willingness-to-pay",
-        type=float,
+        type=_number(0.0),
         metavar="X",
-        help="cost weight X: utility = E[acc] - X * cost (larger is thriftier)",
+        help="cost weight X >= 0: utility = E[acc] - X * cost (larger is thriftier)",
     )
     knob.add_argument(
         "--alpha",
-        type=float,
+        type=_number(0.0, 1.0),
         metavar="A",
-        help="IRT-Router form: A * E[acc] - (1 - A) * cost / max cost",
+        help="IRT-Router form, A in [0, 1]: A * E[acc] - (1 - A) * cost / max cost",
     )
     ro.add_argument(
         "--policy",
         default="expected-utility",
         choices=["expected-utility", "risk-averse", "prob-best", "thompson"],
     )
-    ro.add_argument("--quantile", type=float, default=0.1, help="risk-averse quantile (0.1)")
-    ro.add_argument("--budget", type=float, metavar="USD", help="total USD for the batch")
+    ro.add_argument(
+        "--quantile",
+        type=_number(0.0, 1.0, lo_open=True, hi_open=True),
+        default=0.1,
+        help="risk-averse quantile, in (0, 1) (0.1)",
+    )
+    ro.add_argument(
+        "--budget", type=_number(0.0, lo_open=True), metavar="USD", help="total USD for the batch"
+    )
     ro.add_argument("--warmup", choices=["irt-router"])
     ro.add_argument(
         "--use-labels",
         action="store_true",
         help="use the queries' dataset labels (default: route from the query text alone)",
     )
-    ro.add_argument("--seed", type=int, default=0)
+    ro.add_argument("--seed", type=SEED, default=0)
     ro.add_argument("--out", required=True, metavar="D.csv")
     ro.add_argument("--quiet", action="store_true")
+    ro.add_argument(
+        "--force",
+        action="store_true",
+        help="route with a router saved from an interrupted fit (--keep-partial)",
+    )
+    _add_safety(ro, writes=False)
     ro.set_defaults(func=cmd_route)
 
     ev = sub.add_parser("evaluate", help="cost-accuracy sweep and calibration on test data")
@@ -507,6 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also score queries some LLMs did not answer (default: only those all answered)",
     )
     ev.add_argument("--quiet", action="store_true")
+    _add_safety(ev)
     ev.set_defaults(func=cmd_evaluate)
     return p
 
@@ -514,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """Warnings (convergence, predictive check) as one line, without a source path."""
     text = " ".join(str(message).split())
-    print(f"irt-bayes: warning: {text}", file=sys.stderr, flush=True)
+    print(f"irt-bayes: warning: {one_line(text)}", file=sys.stderr, flush=True)
 
 
 def _version() -> str:
@@ -523,22 +657,49 @@ def _version() -> str:
     return package_version()
 
 
+def _interrupted(args: argparse.Namespace, signum: int) -> int:
+    out = getattr(args, "out", None)
+    where = f" to {one_line(out)}" if out else ""
+    print(
+        f"irt-bayes: interrupted ({signal.Signals(signum).name}); nothing written{where}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return interrupts.exit_status(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``irt-bayes`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        with warnings.catch_warnings():
-            # PyTensor's missing-BLAS notice is not actionable for users (see README).
-            warnings.filterwarnings("ignore", message=".*BLAS.*")
-            warnings.showwarning = _one_line_warning
-            return int(args.func(args) or 0)
-    except IrtBayesError as exc:
-        print(f"irt-bayes: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("irt-bayes: interrupted", file=sys.stderr)
-        return 130
+    with interrupts.handling():
+        try:
+            with warnings.catch_warnings():
+                # PyTensor's missing-BLAS notice is not actionable for users (see README).
+                warnings.filterwarnings("ignore", message=".*BLAS.*")
+                warnings.showwarning = _one_line_warning
+                status = int(args.func(args) or 0)
+        except IrtBayesError as exc:
+            print(f"irt-bayes: error: {one_line(exc)}", file=sys.stderr, flush=True)
+            return 2
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", None) or interrupts.received() or signal.SIGINT
+            return _interrupted(args, signum)
+        except MemoryError:
+            print(
+                "irt-bayes: error: out of memory; try fewer queries or LLMs at once",
+                file=sys.stderr,
+            )
+            return 2
+        signum = interrupts.received()
+        if signum is not None and status == 0:
+            # a signal came while the output was being swapped in: it is complete
+            print(
+                f"irt-bayes: interrupted ({signal.Signals(signum).name}) after finishing",
+                file=sys.stderr,
+            )
+            return interrupts.exit_status(signum)
+        return status
 
 
 if __name__ == "__main__":  # pragma: no cover

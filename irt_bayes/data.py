@@ -75,6 +75,13 @@ def _fmt(value: object) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+def _few(values: Sequence[object], n: int = 5) -> str:
+    """The first ``n`` values, quoted, and how many more."""
+    values = list(values)
+    shown = ", ".join(_fmt(v) for v in values[:n])
+    return shown + (f" and {len(values) - n} more" if len(values) > n else "")
+
+
 def _row_ref(df: pd.DataFrame, pos: int) -> str:
     """Name a row by its 1-based position and, when known, its query and LLM."""
     row = int(df[_FILE_ROW].iloc[pos]) if _FILE_ROW in df.columns else pos
@@ -95,6 +102,32 @@ def _first_conflict(df: pd.DataFrame, keys: str | list[str], cols: list[str]) ->
     return bad[0] if len(bad) else None
 
 
+def _text_ids(values: pd.Series, col: str, source: str) -> pd.Series:
+    """Ids as text, exactly as written: never a number (``"007"`` stays ``"007"``).
+
+    CSV/TSV ids are read as text. A Parquet or pickle column of integers becomes their
+    decimal text; floats are refused, since ``6.0`` most likely was the id ``6`` turned
+    into a float by a missing value, and guessing would merge or split queries silently.
+    """
+    if pd.api.types.is_float_dtype(values) or pd.api.types.is_complex_dtype(values):
+        bad = values.dropna()
+        shown = _fmt(bad.iloc[0]) if len(bad) else "NaN"
+        raise DataError(
+            f"column {col!r} holds numbers with a decimal point (e.g. {shown}); "
+            "ids are text: write them as text (e.g. CSV, or a string column)",
+            source=source,
+        )
+    floats = values.map(lambda v: isinstance(v, float | np.floating))
+    if floats.any():
+        pos = int(np.flatnonzero(floats.to_numpy())[0])
+        raise DataError(
+            f"column {col!r} has the number {_fmt(values.iloc[pos])} at row {pos + 1}; "
+            "ids are text: write them as text",
+            source=source,
+        )
+    return values.astype(str)
+
+
 def _file_kind(path: Path) -> str:
     name = path.name.lower()
     for comp in _COMPRESSIONS:
@@ -111,13 +144,19 @@ def _file_kind(path: Path) -> str:
     return kind
 
 
-def read_table(path: PathLike) -> pd.DataFrame:
-    """Read a CSV, TSV, Parquet or pickle file into a DataFrame.
+def read_table(path: PathLike, *, allow_pickle: bool = False) -> pd.DataFrame:
+    """Read a CSV, TSV, Parquet or (only when allowed) pickle file into a DataFrame.
 
     Parameters
     ----------
     path : str or os.PathLike
         The file; the format comes from its suffix, compression (``.gz`` ...) allowed.
+    allow_pickle : bool, default False
+        Read ``.pkl``/``.pickle`` files. Unpickling runs code the file's author chose,
+        so a pickle is refused unless you trust where it came from (CLI:
+        ``--trust-pickle``). Convert a trusted pickle once and keep the Parquet file::
+
+            python -c "import pandas as pd; pd.read_pickle('x.pkl').to_parquet('x.parquet')"
 
     Returns
     -------
@@ -132,6 +171,13 @@ def read_table(path: PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise DataError("no such file", source=str(path))
     kind = _file_kind(path)
+    if kind == "pickle" and not allow_pickle:
+        raise DataError(
+            "is a pickle, and loading one runs code from the file: pass --trust-pickle "
+            "(allow_pickle=True) if you trust it, or convert it once to Parquet (README, "
+            "'Trust')",
+            source=str(path),
+        )
     try:
         if kind == "csv":
             df = pd.read_csv(path, dtype=_TEXT_DTYPES)
@@ -193,7 +239,7 @@ def _wide_to_tidy(df: pd.DataFrame, source: str) -> pd.DataFrame:
                     source=source,
                 )
 
-    ids = df["sample_id"].astype(str)
+    ids = _text_ids(df["sample_id"], "sample_id", source)
     # RouterBench reuses a sample_id for distinct prompts (few-shot variants); each row is
     # its own query, so later repeats get a '#k' suffix instead of being merged.
     rank = ids.groupby(ids).cumcount()
@@ -252,7 +298,7 @@ def _validate_tidy(df: pd.DataFrame, source: str) -> pd.DataFrame:
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(f"column {col!r} is empty at row {pos + 1}", source=source)
-    df["query_id"] = df["query_id"].astype(str)
+    df["query_id"] = _text_ids(df["query_id"], "query_id", source)
     df["llm"] = df["llm"].astype(str)
 
     text = df["query"]
@@ -531,6 +577,50 @@ class ResponseData:
             .rename("price")
         )
 
+    def require_fittable(self) -> None:
+        """Refuse data from which a router cannot identify anything; warn on weak spots.
+
+        Abilities are identified only relative to other LLMs, difficulty only across
+        queries, and both only where outcomes vary. So one LLM, one query or a single
+        score value is an error; an LLM (or, with many, queries) whose every score is the
+        same is a one-line warning saying its ability is bounded only by the prior.
+
+        Raises
+        ------
+        DataError
+            One LLM, one query, or every score the same.
+        """
+        if self.n_llms < 2:
+            raise DataError(
+                f"has one LLM ({self.llms[0]!r}): abilities are identified only against "
+                "other LLMs, and routing needs two or more",
+                source=self.source,
+            )
+        if self.n_queries < 2:
+            raise DataError(
+                "has one query: difficulty and abilities cannot be told apart; a fit needs "
+                "two or more queries (dozens for a useful router)",
+                source=self.source,
+            )
+        score = self.responses["score"]
+        if score.nunique() == 1:
+            raise DataError(
+                f"every score is {_fmt(score.iloc[0])}: nothing in the data separates LLMs "
+                "or queries",
+                source=self.source,
+            )
+        spread = score.groupby(self.responses["llm"], sort=False).agg(["min", "max"])
+        flat = spread.index[spread["min"] == spread["max"]]
+        if len(flat):
+            import warnings
+
+            warnings.warn(
+                f"{self.source}: LLM {_few(flat.tolist(), 3)} has the same score on every "
+                "query it answered: its ability is bounded only by the prior",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def summary(self) -> pd.DataFrame:
         """Per-LLM accuracy, response count and mean cost, best first."""
         g = self.responses.groupby("llm", sort=False)
@@ -620,14 +710,19 @@ class ResponseData:
         return cls(allrows.reset_index(drop=True), sources)
 
 
-def load_responses(*paths: PathLike) -> ResponseData:
+def load_responses(*paths: PathLike, allow_pickle: bool = False) -> ResponseData:
     """Load one or more response files in the tidy or RouterBench format.
+
+    Query ids are text, compared exactly as written (``7`` and ``007`` are two
+    queries); see :func:`read_table` for what is read and what is refused.
 
     Parameters
     ----------
     *paths : str or os.PathLike
-        CSV/TSV/Parquet/pickle files (compression allowed). The format of each is
-        detected from its suffix and columns.
+        CSV/TSV/Parquet files (compression allowed), or pickles with ``allow_pickle``.
+        The format of each is detected from its suffix and columns.
+    allow_pickle : bool, default False
+        Read pickle files (unpickling runs code from the file: trusted files only).
 
     Returns
     -------
@@ -648,21 +743,29 @@ def load_responses(*paths: PathLike) -> ResponseData:
     if not paths:
         raise DataError("no data files given")
     return ResponseData.concat(
-        [ResponseData.from_frame(read_table(p), source=str(p)) for p in paths]
+        [
+            ResponseData.from_frame(read_table(p, allow_pickle=allow_pickle), source=str(p))
+            for p in paths
+        ]
     )
 
 
-def load_queries(*paths: PathLike) -> pd.DataFrame:
+def load_queries(*paths: PathLike, allow_pickle: bool = False) -> pd.DataFrame:
     """Load queries to predict or route: ``query_id``, ``query`` and optional ``dataset``.
 
     Accepts a tidy file with ``query_id`` and ``query`` columns, or any file that
     :func:`load_responses` reads (scores are ignored; RouterBench's ``sample_id`` is
-    the query id).
+    the query id). Ids are text, compared exactly as written. In a file of queries
+    (no ``llm`` column) every id must be unique, within and across files: a repeated id
+    is refused with the ids named, never merged. Response files repeat an id once per
+    LLM, so there the repeats of one text are one query.
 
     Parameters
     ----------
     *paths : str or os.PathLike
         Files to read.
+    allow_pickle : bool, default False
+        Read pickle files (unpickling runs code from the file: trusted files only).
 
     Returns
     -------
@@ -672,9 +775,11 @@ def load_queries(*paths: PathLike) -> pd.DataFrame:
     if not paths:
         raise DataError("no query files given")
     frames = []
+    seen: dict[str, str] = {}  # id -> file, for ids of query files
     for p in paths:
-        df = read_table(p)
+        df = read_table(p, allow_pickle=allow_pickle)
         src = str(p)
+        per_llm = "llm" in df.columns or _is_wide(df)
         if _is_wide(df):
             df = (
                 _wide_to_tidy(df, src)
@@ -699,7 +804,22 @@ def load_queries(*paths: PathLike) -> pd.DataFrame:
         if q["query_id"].isna().any():
             pos = int(np.flatnonzero(q["query_id"].isna().to_numpy())[0])
             raise DataError(f"column 'query_id' is empty at row {pos + 1}", source=src)
-        q["query_id"] = q["query_id"].astype(str)
+        q["query_id"] = _text_ids(q["query_id"], "query_id", src)
+        if not per_llm:
+            dup = pd.unique(q["query_id"][q["query_id"].duplicated()])
+            if len(dup):
+                raise DataError(
+                    f"query_id repeated: {_few(dup)}; every query needs its own id",
+                    source=src,
+                )
+            again = [i for i in q["query_id"] if i in seen]
+            if again:
+                raise DataError(
+                    f"query_id also in {seen[again[0]]}: {_few(again)}; every query needs "
+                    "its own id",
+                    source=src,
+                )
+            seen.update(dict.fromkeys(q["query_id"], src))
         bad = ~q["query"].map(lambda t: isinstance(t, str) and bool(t.strip()))
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])

@@ -68,6 +68,9 @@ class Diagnostics:
         ADVI iterations run (0 for NUTS).
     converged : bool
         ADVI: the ELBO stopped changing before ``max_iter``; NUTS: every check passed.
+    interrupted : bool
+        The fit was stopped by an interrupt and kept anyway (``fit --keep-partial``);
+        ``route`` refuses such a router without ``--force``.
     """
 
     method: str
@@ -78,6 +81,7 @@ class Diagnostics:
     converged: bool = True
     elbo_change: float = float("nan")
     variables: pd.DataFrame = field(default_factory=pd.DataFrame)
+    interrupted: bool = False
 
     @property
     def max_rhat(self) -> float:
@@ -147,6 +151,11 @@ class Diagnostics:
 
     def verdict(self) -> str:
         """One line for humans: every parameter, and whether the abilities are affected."""
+        if self.interrupted:
+            return (
+                f"{self.method.upper()} INTERRUPTED after {self.seconds:.1f} s and saved with "
+                "--keep-partial: not converged, refit before routing"
+            )
         if self.method == "advi":
             state = "converged" if self.converged else "NOT converged"
             return (
@@ -175,6 +184,7 @@ class Diagnostics:
             "divergences": self.divergences,
             "iterations": self.iterations,
             "converged": self.converged,
+            "interrupted": self.interrupted,
             "max_rhat": self.max_rhat,
             "min_ess_bulk": self.min_ess_bulk,
             "min_ess_tail": self.min_ess_tail,

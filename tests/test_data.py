@@ -136,7 +136,7 @@ def test_contract_columns():
 @pytest.mark.parametrize("name", FORMATS)
 def test_tidy_roundtrip_every_format(tmp_path, name):
     path = write(tidy_frame(), tmp_path / name)
-    data = load_responses(path)
+    data = load_responses(path, allow_pickle=True)
     assert (data.n_queries, data.n_llms, data.n_responses) == (3, 2, 5)
     assert len(data) == 5
     assert data.llms == ["small", "big"]
@@ -159,7 +159,7 @@ def test_read_table_returns_the_frame(tmp_path):
 @pytest.mark.parametrize("name", ["t.csv", "t.parquet", "t.pkl"])
 def test_tidy_with_all_optional_columns(tmp_path, name):
     path = write(full_tidy_frame(), tmp_path / name)
-    data = load_responses(path)
+    data = load_responses(path, allow_pickle=True)
     assert data.has_cost and data.has_trials and data.has_dataset
     assert data.score_kind == "binomial"
     r = data.responses
@@ -219,7 +219,7 @@ def test_from_frame_does_not_mutate_its_input():
 @pytest.mark.parametrize("name", ["w.csv", "w.csv.gz", "w.pkl"])
 def test_wide_format_is_converted_to_tidy(tmp_path, name):
     path = write(wide_frame(), tmp_path / name)
-    data = load_responses(path)
+    data = load_responses(path, allow_pickle=True)
     assert data.llms == ["org/model-a", "model-b"]
     assert data.query_ids == ["s1", "s2", "s3"]
     assert data.n_responses == 5  # (s3, org/model-a) is missing and stays missing
@@ -530,7 +530,7 @@ def test_bad_tidy_file_raises_one_line_data_error(tmp_path, case, name):
         pytest.skip("parquet cannot store a mixed text/number column")
     df = mutate(full_tidy_frame())
     path = write(df, tmp_path / name)
-    data_error(load_responses, path, needles=[str(path), *needles])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), *needles])
 
 
 @pytest.mark.parametrize("case", list(BAD_TIDY))
@@ -543,14 +543,14 @@ def test_bad_tidy_frame_raises_from_from_frame(case):
 @pytest.mark.parametrize("column", REQUIRED_COLUMNS)
 def test_missing_required_column(tmp_path, column):
     path = write(full_tidy_frame().drop(columns=column), tmp_path / "t.csv")
-    msg = data_error(load_responses, path, needles=[str(path), "missing required", repr(column)])
+    msg = data_error(load_responses, path, allow_pickle=True, needles=[str(path), "missing required", repr(column)])
     others = [c for c in REQUIRED_COLUMNS if c != column]
     assert all(f"column {c!r}" not in msg for c in others)
 
 
 def test_several_missing_required_columns_are_all_named(tmp_path):
     path = write(full_tidy_frame().drop(columns=["llm", "score"]), tmp_path / "t.csv")
-    data_error(load_responses, path, needles=[str(path), "'llm'", "'score'"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "'llm'", "'score'"])
 
 
 def test_header_only_and_empty_file(tmp_path):
@@ -580,7 +580,7 @@ def test_wide_llm_column_entirely_empty(tmp_path, name):
     df = wide_frame()
     df["model-b"] = None  # object column of None in a pickle, empty cells in a CSV
     path = write(df, tmp_path / name)
-    data_error(load_responses, path, needles=[str(path), "'model-b'", "has no responses"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "'model-b'", "has no responses"])
 
 
 @pytest.mark.parametrize("name", ["w.csv", "w.pkl"])
@@ -588,12 +588,12 @@ def test_wide_row_without_any_score(tmp_path, name):
     df = wide_frame()
     df.loc[1, ["org/model-a", "model-b"]] = np.nan
     path = write(df, tmp_path / name)
-    data_error(load_responses, path, needles=[str(path), "'s2'", "row 2", "has no responses"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "'s2'", "row 2", "has no responses"])
 
 
 def test_wide_llm_without_cost_column(tmp_path):
     path = write(wide_frame().drop(columns="model-b|total_cost"), tmp_path / "w.csv")
-    data_error(load_responses, path, needles=[str(path), "'model-b|total_cost'"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "'model-b|total_cost'"])
 
 
 @pytest.mark.parametrize(
@@ -604,21 +604,21 @@ def test_wide_prompt_not_a_literal_list(tmp_path, prompt):
     df = wide_frame()
     df.loc[1, "prompt"] = prompt
     path = write(df, tmp_path / "w.csv")
-    data_error(load_responses, path, needles=[str(path), "'prompt'", "row 2"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "'prompt'", "row 2"])
 
 
 def test_wide_empty_prompt(tmp_path):
     df = wide_frame()
     df.loc[2, "prompt"] = str(["   "])
     path = write(df, tmp_path / "w.csv")
-    data_error(load_responses, path, needles=[str(path), "'query'", "empty", "'s3'", "row 3"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "'query'", "empty", "'s3'", "row 3"])
 
 
 def test_wide_non_numeric_score(tmp_path):
     df = wide_frame().astype({"model-b": object})
     df.loc[1, "model-b"] = "yes"
     path = write(df, tmp_path / "w.csv")
-    data_error(load_responses, path, needles=[str(path), "'model-b'", "'yes'", "row 2"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "'model-b'", "'yes'", "row 2"])
 
 
 def test_wide_non_numeric_cost_names_the_value(tmp_path):
@@ -653,7 +653,7 @@ def test_wide_bad_values_name_the_row_of_the_file(tmp_path, column, value, needl
     df = wide_frame()
     df.loc[2, column] = value
     path = write(df, tmp_path / "w.csv")
-    data_error(load_responses, path, needles=[str(path), *needles, "row 3 ", "query_id='s3'"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), *needles, "row 3 ", "query_id='s3'"])
 
 
 # --------------------------------------------------------------------------------------
@@ -665,7 +665,7 @@ def test_wide_bad_values_name_the_row_of_the_file(tmp_path, column, value, needl
 def test_unknown_suffix(tmp_path, name):
     path = tmp_path / name
     path.write_text("query_id,query,llm,score\nq1,hi,m,1\n")
-    msg = data_error(load_responses, path, needles=[str(path), "unknown file format"])
+    msg = data_error(load_responses, path, allow_pickle=True, needles=[str(path), "unknown file format"])
     suffix = Path(name.removesuffix(".gz")).suffix
     if suffix:
         assert repr(suffix) in msg
@@ -673,7 +673,7 @@ def test_unknown_suffix(tmp_path, name):
 
 def test_missing_file(tmp_path):
     path = tmp_path / "absent.csv"
-    data_error(load_responses, path, needles=[str(path), "no such file"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "no such file"])
     data_error(read_table, tmp_path, needles=[str(tmp_path), "no such file"])
 
 
@@ -689,14 +689,14 @@ def test_missing_file(tmp_path):
 def test_corrupt_bytes_are_unreadable(tmp_path, name, payload):
     path = tmp_path / name
     path.write_bytes(payload)
-    data_error(load_responses, path, needles=[str(path), "cannot read"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "cannot read"])
 
 
 def test_truncated_gzip_csv(tmp_path):
     good = gzip.compress(tidy_frame().to_csv(index=False).encode())
     path = tmp_path / "cut.csv.gz"
     path.write_bytes(good[: len(good) // 2])
-    data_error(load_responses, path, needles=[str(path), "cannot read"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "cannot read"])
 
 
 @pytest.mark.parametrize("obj", [[1, 2, 3], {"query_id": ["q1"]}, pd.Series([1.0]), np.zeros(3)])
@@ -704,7 +704,7 @@ def test_pickle_holding_a_non_frame(tmp_path, obj):
     path = tmp_path / "obj.pkl"
     with path.open("wb") as fh:
         pickle.dump(obj, fh)
-    data_error(load_responses, path, needles=[str(path), type(obj).__name__, "not a table"])
+    data_error(load_responses, path, allow_pickle=True, needles=[str(path), type(obj).__name__, "not a table"])
 
 
 # --------------------------------------------------------------------------------------
@@ -789,3 +789,103 @@ def test_property_one_bad_score_is_rejected(df, bad, data):
     assert "\n" not in msg
     assert "score" in msg
     assert f"row {row + 1} " in msg
+
+
+# --------------------------------------------------------------------------------------
+# untrusted files: no code from data, ids as text, no silent merging, no empty fits
+# --------------------------------------------------------------------------------------
+
+
+class _Payload:
+    """Unpickling this runs ``os.mkdir(path)``: a stand-in for any code a file may carry."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):  # noqa: ANN204
+        import os
+
+        return (os.mkdir, (self.path,))
+
+
+def test_pickle_is_refused_by_default_and_runs_nothing(tmp_path):
+    ran = tmp_path / "code-ran"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(_Payload(ran)))
+    for loader in (load_responses, load_queries, read_table):
+        data_error(loader, path, needles=[str(path), "pickle", "--trust-pickle"])
+    assert not ran.exists()
+
+
+def test_pickle_refused_by_the_cli_in_one_line(tmp_path, capsys):
+    from irt_bayes.cli import main
+
+    ran = tmp_path / "code-ran"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps(_Payload(ran)))
+    assert main(["describe", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--trust-pickle" in err[0] and "Traceback" not in err[0]
+    assert not ran.exists()
+
+
+def test_trusted_pickle_loads(tmp_path):
+    path = write(tidy_frame(), tmp_path / "t.pkl")
+    assert load_responses(path, allow_pickle=True).n_queries == 3
+
+
+def test_ids_are_text_exactly_as_written(tmp_path):
+    a = write(pd.DataFrame({"query_id": ["7"], "query": ["a"]}), tmp_path / "a.csv")
+    b = write(pd.DataFrame({"query_id": ["007"], "query": ["b"]}), tmp_path / "b.csv")
+    assert load_queries(a, b)["query_id"].tolist() == ["7", "007"]
+    ints = write(pd.DataFrame({"query_id": [7, 8], "query": ["a", "b"]}), tmp_path / "i.parquet")
+    assert load_queries(ints)["query_id"].tolist() == ["7", "8"]
+
+
+@pytest.mark.parametrize("loader", [load_queries, load_responses])
+def test_float_ids_are_refused(tmp_path, loader):
+    df = tidy_frame()
+    df["query_id"] = [6.0, 6.0, 7.0, 7.0, 8.0]
+    path = write(df, tmp_path / "f.parquet")
+    data_error(loader, path, needles=[str(path), "'query_id'", "6.0", "text"])
+
+
+def test_duplicate_ids_in_a_queries_file_are_named(tmp_path):
+    df = pd.DataFrame({"query_id": ["a", "b", "a", "c", "c"], "query": ["x", "y", "x", "z", "z"]})
+    path = write(df, tmp_path / "q.csv")
+    data_error(load_queries, path, needles=[str(path), "repeated", "'a'", "'c'"])
+    one = write(pd.DataFrame({"query_id": ["a"], "query": ["x"]}), tmp_path / "one.csv")
+    two = write(pd.DataFrame({"query_id": ["a"], "query": ["x"]}), tmp_path / "two.csv")
+    data_error(load_queries, one, two, needles=[str(two), str(one), "'a'"])
+
+
+def test_response_files_repeat_ids_per_llm(tmp_path):
+    # a response file names each query once per LLM: that is not a duplicate
+    path = write(tidy_frame(), tmp_path / "t.csv")
+    assert load_queries(path)["query_id"].tolist() == ["q1", "q2", "q3"]
+
+
+@pytest.mark.parametrize(
+    ("frame", "needles"),
+    [
+        (tidy_frame().query("llm == 'big'"), ["one LLM", "'big'"]),
+        (tidy_frame().query("query_id == 'q1'"), ["one query"]),
+        (tidy_frame(score=[1.0] * 5), ["every score is 1.0"]),
+    ],
+    ids=["one-llm", "one-query", "constant-scores"],
+)
+def test_unidentifiable_data_is_refused(frame, needles):
+    data = ResponseData.from_frame(frame, source="tiny.csv")
+    data_error(data.require_fittable, needles=["tiny.csv", *needles])
+
+
+def test_an_llm_with_one_score_value_is_warned_about():
+    data = ResponseData.from_frame(tidy_frame(), source="t.csv")  # 'big' scores 1, 1, 0
+    flat = ResponseData.from_frame(tidy_frame(score=[0.0, 1.0, 0.0, 1.0, 1.0]), source="t.csv")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.require_fittable()
+    with pytest.warns(UserWarning, match="'small'.*same score.*prior"):
+        flat.require_fittable()
