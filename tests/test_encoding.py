@@ -108,7 +108,11 @@ def test_vector_does_not_depend_on_batch_neighbours(make_encoder):
     enc = make_encoder(cache_dir=False, batch_size=8)
     together = enc.encode([MATHS[0], long_text, MATHS[1]])
     alone = np.stack([enc.encode([t])[0] for t in (MATHS[0], long_text, MATHS[1])])
-    assert together.tobytes() == alone.tobytes()
+    # float32 kernels may round the last bits differently for another batch shape (seen:
+    # 1.35e-07 on one machine of this kind); anything beyond 1e-6 is a real dependence
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6)
+    # the same batch twice is exact
+    assert enc.encode([MATHS[0], long_text, MATHS[1]]).tobytes() == together.tobytes()
 
 
 def test_semantic_signal(make_encoder):
