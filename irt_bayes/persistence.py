@@ -12,19 +12,15 @@ Layout of a saved router::
       arrays.npz      PCA of the embeddings, the training embeddings and datasets, the
                       dataset classifier's coefficients
 
-The directory is written under a temporary name beside the target and renamed
-into place, so an interrupted save never leaves a half-written router.
+The directory is written under a temporary name beside the target and swapped into
+place (:mod:`irt_bayes.outputs`), so an interrupted save never leaves a half-written
+router and a save never replaces a folder irt-bayes did not write.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
-import zipfile
-from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,12 +35,13 @@ from irt_bayes.domains import DomainModel
 from irt_bayes.errors import RouterFileError
 from irt_bayes.features import EmbeddingFeatures
 from irt_bayes.inference import Diagnostics, diagnose
+from irt_bayes.outputs import atomic_directory
 from irt_bayes.spec import ModelSpec
 
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
 
-__all__ = ["FORMAT_VERSION", "atomic_directory", "save_router", "load_router", "package_version"]
+__all__ = ["FORMAT_VERSION", "save_router", "load_router", "package_version"]
 
 FORMAT_VERSION = 2
 _FILES = ("router.json", "posterior.nc", "arrays.npz")
@@ -77,46 +74,7 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Write a directory under a temporary name beside ``path``, then swap it in.
-
-    Yields the temporary directory to fill. On success it replaces ``path`` (an
-    existing directory is moved aside first and removed after); on any error the
-    temporary directory is removed and ``path`` is left as it was.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> target = pathlib.Path(tempfile.mkdtemp()) / "out"
-    >>> with atomic_directory(target) as tmp:
-    ...     _ = (tmp / "a.txt").write_text("done")
-    >>> (target / "a.txt").read_text()
-    'done'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    # mkdtemp makes the folder private (0700); saved outputs are meant to be shared.
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
+def save_router(router: IRTRouter, path: str | os.PathLike, *, force: bool = False) -> Path:
     """Write a fitted router to ``path`` (a directory, replaced if it exists).
 
     Parameters
@@ -124,7 +82,15 @@ def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
     router : IRTRouter
         A fitted router.
     path : str or os.PathLike
-        Target directory.
+        Target directory: new, empty, or a saved router (replaced atomically).
+    force : bool, default False
+        Replace an existing folder that is not a saved router (its files are deleted).
+
+    Raises
+    ------
+    OutputError
+        ``path`` is not writable, or holds files irt-bayes did not write (without
+        ``force``); see :func:`irt_bayes.outputs.atomic_directory`.
 
     Returns
     -------
@@ -133,9 +99,6 @@ def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
     """
     router._check_fitted()
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise RouterFileError(f"{path}: exists and is not a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
     prices = router.prices_.reindex(router.llms_)
     meta = {
         "format_version": FORMAT_VERSION,
@@ -173,7 +136,7 @@ def save_router(router: IRTRouter, path: str | os.PathLike) -> Path:
         else router.selection_.reset_index().to_dict(orient="list"),
         "selection_note": router.selection_note_,
     }
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, "router", force=force) as tmp:
         text = json.dumps(_finite(meta), indent=2, default=_json_default, allow_nan=False)
         (tmp / "router.json").write_text(text)
         router.idata_.to_netcdf(str(tmp / "posterior.nc"), engine="h5netcdf")
@@ -220,6 +183,7 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
         contents that disagree with each other; one line naming the file.
     """
     from irt_bayes.router import IRTRouter
+    from irt_bayes.schema import check_arrays, check_metadata, check_posterior, check_structure
 
     path = Path(path)
     if not path.is_dir():
@@ -231,7 +195,7 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
             raise RouterFileError(f"{path / name}: missing; the router directory is incomplete")
     try:
         meta = json.loads((path / "router.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, RecursionError) as exc:
         raise RouterFileError(f"{path / 'router.json'}: corrupt JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise RouterFileError(f"{path / 'router.json'}: not a router metadata object")
@@ -242,6 +206,8 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
             f"by irt-bayes {package_version()} (expects {FORMAT_VERSION}); "
             "refit the router"
         )
+    # every type, length and number below is checked here, before anything reads it
+    check_metadata(meta, path / "router.json")
     try:
         spec = ModelSpec.from_dict(_need(meta, "spec", path), source=str(path / "router.json"))
     except Exception as exc:  # noqa: BLE001 - any bad spec content is one file error
@@ -249,8 +215,6 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     llms = list(_need(meta, "llms", path))
     prices = _need(meta, "prices", path)
     encoder_id = _need(meta, "encoder_id", path)
-    if not isinstance(prices, list) or len(prices) != len(llms):
-        raise RouterFileError(f"{path / 'router.json'}: 'prices' does not match 'llms'")
     try:
         idata = az.from_netcdf(str(path / "posterior.nc"), engine="h5netcdf")
         idata.load() if hasattr(idata, "load") else None
@@ -259,25 +223,23 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
         raise RouterFileError(f"{path / 'posterior.nc'}: corrupt or unreadable ({first})") from None
     if "posterior" not in idata.groups() or "theta" not in idata.posterior:
         raise RouterFileError(f"{path / 'posterior.nc'}: has no posterior abilities ('theta')")
-    if list(idata.posterior["llm"].to_numpy()) != llms:
+    post_llms = idata.posterior.coords.get("llm")
+    if post_llms is None or post_llms.ndim != 1 or list(post_llms.to_numpy()) != llms:
         raise RouterFileError(f"{path / 'posterior.nc'}: LLMs do not match router.json")
+    check_structure(meta, path / "router.json")
     try:
-        with np.load(path / "arrays.npz") as npz:
+        # allow_pickle stays False: a saved router must never run code on load
+        with np.load(path / "arrays.npz", allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise RouterFileError(f"{path / 'arrays.npz'}: corrupt or unreadable ({exc})") from None
-    needed = ("features_mean", "features_components", "features_scale", "train_embeddings")
-    for key in needed:
-        if key not in arrays:
-            raise RouterFileError(f"{path / 'arrays.npz'}: missing array {key!r}")
-    feats = EmbeddingFeatures.from_arrays({k[9:]: arrays[k] for k in needed[:3]})
+    except Exception as exc:  # noqa: BLE001 - zip, zlib and numpy raise many types for bad bytes
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RouterFileError(f"{path / 'arrays.npz'}: corrupt or unreadable ({first})") from None
+    check_arrays(arrays, meta, path / "arrays.npz")
+    feats = EmbeddingFeatures.from_arrays(
+        {k: arrays[f"features_{k}"] for k in ("mean", "components", "scale")}
+    )
     emb = arrays["train_embeddings"]
     tq = pd.DataFrame(_need(meta, "train_queries", path))
-    if emb.shape[0] != len(tq) or emb.shape[1] != meta.get("embedding_dim"):
-        raise RouterFileError(
-            f"{path / 'arrays.npz'}: training embeddings of shape {emb.shape} "
-            "do not match router.json"
-        )
     if encoder is not None and not isinstance(encoder, str):
         enc_id = getattr(encoder, "encoder_id", None)
         if enc_id != encoder_id:
@@ -327,15 +289,14 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     didx = arrays.get("train_dataset_idx")
     router.train_dataset_idx_ = didx if didx is not None and didx.size else None
     try:
-        router.structure_ = Structure.from_dict(_need(meta, "structure", path))
+        # keys a newer writer may add are ignored (format_version guards real changes)
+        known = set(Structure.__dataclass_fields__)
+        raw = {k: v for k, v in _need(meta, "structure", path).items() if k in known}
+        router.structure_ = Structure.from_dict(raw)
         needed = posterior_variables(components_for(spec, router.structure_))
     except (TypeError, ValueError) as exc:
         raise RouterFileError(f"{path / 'router.json'}: invalid 'structure' ({exc})") from None
-    missing = [v for v in needed if v not in idata.posterior]
-    if missing:
-        raise RouterFileError(
-            f"{path / 'posterior.nc'}: has no {missing[0]!r}, which the model's terms need"
-        )
+    check_posterior(idata.posterior, needed, meta, path / "posterior.nc")
     dom = meta.get("domain")
     router.domain_ = None
     if dom is not None:
@@ -353,6 +314,8 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     router.tau_ = float("inf") if tau is None else float(tau)
     router.tau_losses_ = {float(k): v for k, v in (meta.get("tau_losses") or {}).items()}
     chk = meta.get("check")
+    if chk is not None and chk["log_loss"] is None:
+        chk = {**chk, "log_loss": float("nan")}  # a NaN log loss is saved as null
     router.check_ = None if chk is None else PredictiveCheck.from_dict(chk)
     sel = meta.get("selection")
     router.selection_ = None if sel is None else pd.DataFrame(sel).set_index("model")
@@ -362,7 +325,15 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     d = meta.get("diagnostics", {})
     if d.get("method") == "nuts":
         # R-hat / ESS are recomputed from the saved draws, so the verdict survives a reload
-        router.diagnostics_ = diagnose(idata, method="nuts", seconds=float(d.get("seconds", 0.0)))
+        try:
+            router.diagnostics_ = diagnose(
+                idata, method="nuts", seconds=float(d.get("seconds", 0.0))
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. damaged sample_stats
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RouterFileError(
+                f"{path / 'posterior.nc'}: cannot recompute the NUTS diagnostics ({first})"
+            ) from None
     else:
         router.diagnostics_ = Diagnostics(
             method=d.get("method", "advi"),
@@ -371,6 +342,9 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
             iterations=int(d.get("iterations", 0)),
             converged=bool(d.get("converged", True)),
         )
+    if d.get("interrupted"):
+        router.diagnostics_.interrupted = True
+        router.diagnostics_.converged = False
     router.encoder_id_ = encoder_id
     router.embedding_dim_ = int(meta["embedding_dim"])
     router._draws = None

@@ -543,7 +543,12 @@ def test_bad_tidy_frame_raises_from_from_frame(case):
 @pytest.mark.parametrize("column", REQUIRED_COLUMNS)
 def test_missing_required_column(tmp_path, column):
     path = write(full_tidy_frame().drop(columns=column), tmp_path / "t.csv")
-    msg = data_error(load_responses, path, allow_pickle=True, needles=[str(path), "missing required", repr(column)])
+    msg = data_error(
+        load_responses,
+        path,
+        allow_pickle=True,
+        needles=[str(path), "missing required", repr(column)],
+    )
     others = [c for c in REQUIRED_COLUMNS if c != column]
     assert all(f"column {c!r}" not in msg for c in others)
 
@@ -580,7 +585,12 @@ def test_wide_llm_column_entirely_empty(tmp_path, name):
     df = wide_frame()
     df["model-b"] = None  # object column of None in a pickle, empty cells in a CSV
     path = write(df, tmp_path / name)
-    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "'model-b'", "has no responses"])
+    data_error(
+        load_responses,
+        path,
+        allow_pickle=True,
+        needles=[str(path), "'model-b'", "has no responses"],
+    )
 
 
 @pytest.mark.parametrize("name", ["w.csv", "w.pkl"])
@@ -588,7 +598,12 @@ def test_wide_row_without_any_score(tmp_path, name):
     df = wide_frame()
     df.loc[1, ["org/model-a", "model-b"]] = np.nan
     path = write(df, tmp_path / name)
-    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "'s2'", "row 2", "has no responses"])
+    data_error(
+        load_responses,
+        path,
+        allow_pickle=True,
+        needles=[str(path), "'s2'", "row 2", "has no responses"],
+    )
 
 
 def test_wide_llm_without_cost_column(tmp_path):
@@ -611,14 +626,21 @@ def test_wide_empty_prompt(tmp_path):
     df = wide_frame()
     df.loc[2, "prompt"] = str(["   "])
     path = write(df, tmp_path / "w.csv")
-    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "'query'", "empty", "'s3'", "row 3"])
+    data_error(
+        load_responses,
+        path,
+        allow_pickle=True,
+        needles=[str(path), "'query'", "empty", "'s3'", "row 3"],
+    )
 
 
 def test_wide_non_numeric_score(tmp_path):
     df = wide_frame().astype({"model-b": object})
     df.loc[1, "model-b"] = "yes"
     path = write(df, tmp_path / "w.csv")
-    data_error(load_responses, path, allow_pickle=True, needles=[str(path), "'model-b'", "'yes'", "row 2"])
+    data_error(
+        load_responses, path, allow_pickle=True, needles=[str(path), "'model-b'", "'yes'", "row 2"]
+    )
 
 
 def test_wide_non_numeric_cost_names_the_value(tmp_path):
@@ -653,7 +675,12 @@ def test_wide_bad_values_name_the_row_of_the_file(tmp_path, column, value, needl
     df = wide_frame()
     df.loc[2, column] = value
     path = write(df, tmp_path / "w.csv")
-    data_error(load_responses, path, allow_pickle=True, needles=[str(path), *needles, "row 3 ", "query_id='s3'"])
+    data_error(
+        load_responses,
+        path,
+        allow_pickle=True,
+        needles=[str(path), *needles, "row 3 ", "query_id='s3'"],
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -665,7 +692,9 @@ def test_wide_bad_values_name_the_row_of_the_file(tmp_path, column, value, needl
 def test_unknown_suffix(tmp_path, name):
     path = tmp_path / name
     path.write_text("query_id,query,llm,score\nq1,hi,m,1\n")
-    msg = data_error(load_responses, path, allow_pickle=True, needles=[str(path), "unknown file format"])
+    msg = data_error(
+        load_responses, path, allow_pickle=True, needles=[str(path), "unknown file format"]
+    )
     suffix = Path(name.removesuffix(".gz")).suffix
     if suffix:
         assert repr(suffix) in msg
@@ -704,7 +733,12 @@ def test_pickle_holding_a_non_frame(tmp_path, obj):
     path = tmp_path / "obj.pkl"
     with path.open("wb") as fh:
         pickle.dump(obj, fh)
-    data_error(load_responses, path, allow_pickle=True, needles=[str(path), type(obj).__name__, "not a table"])
+    data_error(
+        load_responses,
+        path,
+        allow_pickle=True,
+        needles=[str(path), type(obj).__name__, "not a table"],
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Output folders: never over what irt-bayes did not write, atomic, serialised, honest on interrupt."""
+"""Output folders: never over what irt-bayes did not write, atomic, serialised, interruptible."""
 
 from __future__ import annotations
 

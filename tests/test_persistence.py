@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from irt_bayes import IrtBayesError, IRTRouter, RouterFileError, persistence, simulate_pool
+from irt_bayes.errors import OutputError
 from irt_bayes.inference import ConvergenceWarning
 
 
@@ -51,6 +52,7 @@ def copy_of_saved(saved_dir, tmp_path):
 # --------------------------------------------------------------------- round trips
 def test_saved_layout(saved_dir):
     assert sorted(p.name for p in saved_dir.iterdir()) == [
+        ".irt-bayes-output",  # the marker: what wrote this folder
         "arrays.npz",
         "posterior.nc",
         "router.json",
@@ -142,6 +144,7 @@ def test_save_over_existing_directory_replaces_it(advi_router, small_router, tmp
     assert small_router.save(target) == target
     assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no .tmp / .old left behind
     assert sorted(p.name for p in target.iterdir()) == [
+        ".irt-bayes-output",
         "arrays.npz",
         "posterior.nc",
         "router.json",
@@ -180,7 +183,7 @@ def test_failed_save_keeps_the_previous_router(small_router, advi_router, tmp_pa
 def test_save_onto_a_file_is_refused(small_router, tmp_path):
     f = tmp_path / "r"
     f.write_text("not a router")
-    with pytest.raises(RouterFileError, match="not a directory"):
+    with pytest.raises(OutputError, match="not a folder"):
         small_router.save(f)
     assert f.read_text() == "not a router"
 
