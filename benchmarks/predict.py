@@ -10,6 +10,18 @@ real queries do. Timed twice: with each query's dataset label used
 posterior is mixed over, draw by draw, as for production queries). Target: < 0.5 s.
 One extra row times ``predict`` (the summary frame with quantiles) for reference.
 
+Routing at scale: ``route`` (expected utility, willingness to pay 10 USD) of 1,000 new
+queries across 10,000 LLMs with 1,000 posterior draws -- 80 GB for one (draw, query, LLM)
+array, which the package never holds: it works in blocks that fit ``memory_budget``
+(default 1 GiB, :mod:`irt_bayes.memory`). The router is ``llm-mean`` fitted by ADVI
+(300 iterations) to a hand-built tidy frame of 10,000 LLMs x 6 queries with random
+16-dim embeddings (abilities and difficulties N(0, 1), random prices); the new queries'
+embeddings are random too. It runs in a child process of its own, so that the peak
+RSS (``ru_maxrss``) is that of fitting and routing alone; the peak traced by
+``tracemalloc`` (numpy reports its allocations to it) covers the ``route`` call only, and
+includes the (query, LLM) results (the table's 10 million rows), which the budget does not
+cover. ``--scale-llms 0`` skips it (it takes minutes).
+
 Quality: test log loss, Brier score and mean predictive sd of p over every observed
 (test query, LLM) pair of the RouterBench test files, p = predictive mean of
 ``predict_proba`` (text only) clipped to [1e-6, 1 - 1e-6], for no warm-up and the
@@ -25,6 +37,8 @@ Usage (from the repository root)::
 
     python benchmarks/predict.py [--router DIR] [--save DIR] [--model 2pl] [--seed 0]
                                  [--repeats 5] [--n-queries 1000]
+                                 [--scale-llms 10000] [--scale-queries 1000]
+                                 [--memory-budget BYTES]
                                  [--data-dir DIR] [--cache-dir DIR] [--out FILE]
 
 The table is printed and written as Markdown to ``benchmarks/results/predict.md``. Time it
@@ -34,11 +48,15 @@ on a quiet machine (see ``benchmarks/fit.py`` on ``OPENBLAS_NUM_THREADS``).
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import resource
 import sys
 import time
+import tracemalloc
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,6 +79,8 @@ from fit import (  # noqa: E402  (shared helpers of the fit benchmark)
 )
 
 from irt_bayes import IRTRouter  # noqa: E402
+from irt_bayes.memory import MEMORY_BUDGET  # noqa: E402
+from irt_bayes.routing import route  # noqa: E402
 
 WARMUPS: tuple[str | None, ...] = (None, "irt-router")
 TARGET_S = 0.5
@@ -98,6 +118,76 @@ def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
     return min(times), float(np.median(times))
 
 
+def wide_router(n_llms: int, seed: int, memory_budget: int) -> IRTRouter:
+    """llm-mean fitted by ADVI to a hand-built frame of ``n_llms`` LLMs x 6 queries."""
+    rng = np.random.default_rng(seed)
+    n_q = 6
+    ability, difficulty = rng.normal(0, 1, n_llms), rng.normal(0, 1, n_q)
+    p = 1 / (1 + np.exp(difficulty[:, None] - ability[None, :]))
+    frame = pd.DataFrame(
+        {
+            "query_id": np.repeat([f"t{i}" for i in range(n_q)], n_llms),
+            "query": np.repeat([f"training query {i}" for i in range(n_q)], n_llms),
+            "llm": np.tile([f"llm-{j:05d}" for j in range(n_llms)], n_q),
+            "score": (rng.random((n_q, n_llms)) < p).astype(float).ravel(),
+            "cost": np.tile(rng.uniform(1e-4, 1e-2, n_llms), n_q),
+        }
+    )
+    emb = rng.standard_normal((n_q, 16)).astype(np.float32)
+    router = IRTRouter(
+        "llm-mean",
+        progress=False,
+        holdout=0.0,
+        n_clusters=1,
+        max_iter=300,
+        seed=seed,
+        memory_budget=memory_budget,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant-score LLMs and ADVI convergence notes
+        return router.fit(frame, embeddings=emb)
+
+
+def route_at_scale(n_llms: int, n_queries: int, seed: int, memory_budget: int) -> dict[str, Any]:
+    """Fit :func:`wide_router`, then time and trace ``route`` of ``n_queries`` new queries.
+
+    Run in a child process of its own: ``ru_maxrss`` is then the peak of this work only.
+    """
+    warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+    t0 = time.perf_counter()
+    router = wide_router(n_llms, seed, memory_budget)
+    fit_s = time.perf_counter() - t0
+    _ = router.draws_  # the posterior draws, cached before the trace
+    emb = np.random.default_rng(seed + 1).standard_normal((n_queries, 16)).astype(np.float32)
+    texts = [f"new query {i}" for i in range(n_queries)]
+    plan = router.predictive(texts, embeddings=emb).plan(memory_budget)
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    res = route(router, texts, embeddings=emb, willingness_to_pay=10.0)
+    route_s = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {
+        "fit_s": fit_s,
+        "route_s": route_s,
+        "traced_peak": peak,
+        "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # KiB on Linux
+        "blocks": len(plan),
+        "block_shape": (plan.rows, plan.cols),
+        "n_draws": router.n_draws_,
+        "table_rows": len(res.table),
+        # the (query, LLM) numpy arrays behind the table (its strings are Arrow's,
+        # which tracemalloc does not see)
+        "result_bytes": int(
+            sum(
+                res.table[c].to_numpy().nbytes
+                for c in res.table.columns
+                if c != "llm" and c != "query_id"
+            )
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--router", type=Path, default=None, help="saved router directory")
@@ -108,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-queries", type=int, default=1000)
     parser.add_argument("--k", type=int, default=5, help="neighbours of both warm-ups")
     parser.add_argument("--lam", type=float, default=0.3, help="irt-router blend weight")
+    parser.add_argument(
+        "--scale-llms", type=int, default=10_000, help="LLMs of the routing-at-scale row (0: skip)"
+    )
+    parser.add_argument("--scale-queries", type=int, default=1000)
+    parser.add_argument(
+        "--memory-budget", type=int, default=MEMORY_BUDGET, help="bytes (default 1 GiB)"
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache")
     parser.add_argument("--out", type=Path, default=RESULTS / "predict.md")
@@ -177,9 +274,61 @@ def main(argv: list[str] | None = None) -> int:
         speed_rows.append(row)
     best, med = best_of(lambda: router.predict(frame, embeddings=emb), args.repeats)
     speed_rows.append(["predict (summary frame), warmup=None", fmt(best), fmt(med), "", "", ""])
+    best, med = best_of(
+        lambda: route(router, frame, embeddings=emb, willingness_to_pay=10.0), args.repeats
+    )
+    speed_rows.append(["route (expected utility), warmup=None", "", "", fmt(best), fmt(med), ""])
     speed_rows.append(
         ["first call only: extract posterior draws", fmt(params_s), "", "", "", "(once)"]
     )
+
+    scale_header = [
+        "route, expected utility",
+        "time s",
+        "tracemalloc peak MiB",
+        "(query, LLM) results MiB",
+        "peak beyond the results MiB",
+        "peak RSS MiB",
+        "budget MiB",
+        "blocks (queries x LLMs)",
+        "one (S, n, J) array GiB",
+    ]
+    scale_rows = []
+    if args.scale_llms > 0:
+        print(
+            f"routing {args.scale_queries} queries x {args.scale_llms} LLMs in a child "
+            "process (minutes) ...",
+            flush=True,
+        )
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            sc = pool.apply(
+                route_at_scale,
+                (args.scale_llms, args.scale_queries, args.seed, args.memory_budget),
+            )
+        mib = 2**20
+        cells = sc["n_draws"] * args.scale_queries * args.scale_llms
+        scale_rows.append(
+            [
+                f"{args.scale_queries} queries x {args.scale_llms} LLMs x {sc['n_draws']} draws",
+                fmt(sc["route_s"], ".1f"),
+                fmt(sc["traced_peak"] / mib, ".0f"),
+                fmt(sc["result_bytes"] / mib, ".0f"),
+                fmt((sc["traced_peak"] - sc["result_bytes"]) / mib, ".0f"),
+                fmt(sc["maxrss"] / mib, ".0f"),
+                fmt(args.memory_budget / mib, ".0f"),
+                f"{sc['blocks']} ({sc['block_shape'][0]} x {sc['block_shape'][1]})",
+                fmt(cells * 8 / 2**30, ".1f"),
+            ]
+        )
+        scale_note = (
+            f"The {args.scale_llms}-LLM llm-mean router was fitted in {sc['fit_s']:.1f} s "
+            f"(not part of the route time). The tracemalloc peak covers the route call and "
+            f"includes its result: {sc['table_rows']} table rows, whose (query, LLM) numpy "
+            "arrays the budget does not cover; the peak beyond them is what the blocks "
+            "took. Peak RSS is the whole child process (fit, PyTensor, the posterior, the "
+            "result and its Arrow strings)."
+        )
 
     print("scoring the warm-ups on the test files ...", flush=True)
     quality_header = ["warm-up", "test log loss", "test Brier", "mean posterior sd of p"]
@@ -206,6 +355,16 @@ def main(argv: list[str] | None = None) -> int:
     print(render_text(speed_header, speed_rows))
     print("\n" + quality_note + "\n")
     print(render_text(quality_header, quality_rows))
+    scale_blocks = []
+    if scale_rows:
+        print(f"\nRouting at scale, memory budget {args.memory_budget} bytes\n")
+        print(render_text(scale_header, scale_rows))
+        print("\n" + scale_note)
+        scale_blocks = [
+            "## Routing at scale",
+            scale_note,
+            render_markdown(scale_header, scale_rows),
+        ]
     write_markdown(
         args.out,
         "Prediction benchmark",
@@ -218,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             "## Quality of the warm-ups",
             quality_note,
             render_markdown(quality_header, quality_rows),
+            *scale_blocks,
             f"Command: `{command_line(argv)}`",
         ],
     )

@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["TOLERANCE", "PredictiveCheck", "PredictiveCheckWarning", "predictive_check"]
+__all__ = [
+    "TOLERANCE",
+    "PredictiveCheck",
+    "PredictiveCheckWarning",
+    "check_groups",
+    "predictive_check",
+    "weighted_draw_sums",
+]
 
 TOLERANCE = 0.03
 # A (dataset, LLM) cell is flagged only with this many held-out responses: smaller cells
@@ -144,13 +151,15 @@ def predictive_check(
     *,
     tolerance: float = TOLERANCE,
     what: str = "held-out training queries",
+    draw_sums: np.ndarray | None = None,
 ) -> PredictiveCheck:
     """Compare mean predicted P(correct) with observed accuracy, per LLM and dataset.
 
     Parameters
     ----------
     p : numpy.ndarray
-        (S, n, J) predictive draws of P(correct), or (n, J) point predictions.
+        (S, n, J) predictive draws of P(correct), or (n, J) point predictions (the
+        posterior mean when ``draw_sums`` is given).
     score : numpy.ndarray
         (n, J) observed scores in [0, 1], anything where missing.
     weight : numpy.ndarray
@@ -162,6 +171,10 @@ def predictive_check(
     tolerance : float, default 0.03
     what : str
         Description of the queries for the verdict.
+    draw_sums : numpy.ndarray, optional
+        (G, S, J) :func:`weighted_draw_sums` of the draws, accumulated block by block,
+        for the posterior uncertainty of each group's predicted mean when ``p`` is the
+        (n, J) posterior mean (the draws need not be held at once).
 
     Returns
     -------
@@ -179,16 +192,16 @@ def predictive_check(
 
     draws = p if p.ndim == 3 else p[None]
     pm_ = draws.mean(axis=0)
+    if draw_sums is None and draws.shape[0] > 1:
+        draw_sums = weighted_draw_sums(draws, weight, check_groups(len(pm_), datasets))
     observed = weight > 0
     s = np.where(observed, score, 0.0)
     pc = np.clip(pm_, 1e-9, 1 - 1e-9)
     ll = weight * (s * np.log(pc) + (1 - s) * np.log1p(-pc))
     log_loss = float(-ll.sum() / weight.sum())
-    groups = [("all", np.ones(len(pm_), dtype=bool))]
-    if datasets is not None:
-        groups += [(str(d), datasets == d) for d in pd.unique(datasets)]
+    groups = check_groups(len(pm_), datasets)
     rows = []
-    for name, sel in groups:
+    for g, (name, sel) in enumerate(groups):
         for j, m in enumerate(llms):
             w = weight[sel, j]
             if w.sum() <= 0:
@@ -197,7 +210,8 @@ def predictive_check(
             # sampling error of the observed mean if the predictions were right, plus the
             # posterior uncertainty of the predicted mean
             var = (w * pj * (1 - pj)).sum() / total**2
-            var += float(((draws[:, sel, j] * w).sum(axis=1) / total).var())
+            if draw_sums is not None:
+                var += float((draw_sums[g, :, j] / total).var())
             rows.append(
                 {
                     "dataset": name,
@@ -216,3 +230,35 @@ def predictive_check(
     enough = (table["dataset"] == "all") | (table["n"] >= MIN_CELL)
     table["flagged"] = big & beyond & enough
     return PredictiveCheck(table[_COLUMNS], int(len(pm_)), log_loss, tolerance, what)
+
+
+def check_groups(n: int, datasets: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
+    """The query groups of the check: ``("all", every query)`` and one per dataset."""
+    groups = [("all", np.ones(n, dtype=bool))]
+    if datasets is not None:
+        groups += [(str(d), np.asarray(datasets) == d) for d in pd.unique(datasets)]
+    return groups
+
+
+def weighted_draw_sums(
+    p: np.ndarray, weight: np.ndarray, groups: list[tuple[str, np.ndarray]]
+) -> np.ndarray:
+    """(G, S, J) per-draw sums of ``weight * p`` over each group's queries.
+
+    Sums over disjoint sets of queries add up, so blocks of queries can be summed one at
+    a time (with the matching rows of ``weight`` and of each group's mask).
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        (S, n, J) predictive draws.
+    weight : numpy.ndarray
+        (n, J) 0 where missing, 1 (or trials) where observed.
+    groups : list
+        From :func:`check_groups`.
+    """
+    out = np.empty((len(groups), p.shape[0], p.shape[2]))
+    for g, (_, sel) in enumerate(groups):
+        # no (S, n, J) temporary: the mask zeroes the weights of other groups' queries
+        np.einsum("sij,ij->sj", p, weight * sel[:, None], out=out[g])
+    return out

@@ -29,11 +29,20 @@ what the model does not know about the LLMs and about this query.
 Warm-up (``warmup="irt-router"``, Song et al., 2025): the embedding is blended with the
 mean embedding of its k nearest training queries, ``(1 - lam) e + lam mean(e_knn)``,
 before it is mapped to features.
+
+Memory
+------
+A batch of new queries is predicted block by block (:class:`NewQueryPredictive`): the
+(draw, query, LLM) arrays of one block, temporaries included, stay within a memory
+budget (:mod:`irt_bayes.memory`). Every random number a query uses comes from its own
+generator (:func:`query_rngs`), so the draws do not depend on the blocks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import arviz as az
 import numpy as np
@@ -50,19 +59,28 @@ from irt_bayes.components import (
     posterior_variables,
     probability,
 )
+from irt_bayes.memory import Blocks, plan_blocks
 
 __all__ = [
+    "NewQueryPredictive",
     "QueryPrior",
     "RESIDUALS",
+    "SUMMARY_CELL_BYTES",
     "TAU_GRID",
+    "cell_bytes",
     "extract_draws",
     "knn",
     "predict_draws",
+    "query_rngs",
+    "row_bytes",
     "sample_atoms",
     "sample_index",
     "select_tau",
+    "summarise",
+    "take_llms",
     "training_logit",
     "training_log_likelihood",
+    "with_new_dataset",
 ]
 
 # Kernel temperatures compared by leave-one-out (cosine similarities of MiniLM vectors
@@ -71,8 +89,6 @@ TAU_GRID = (float("inf"), 0.3, 0.1, 0.05)
 # Training queries scored in the leave-one-out choice of tau, and draws used for it.
 _LOO_QUERIES = 1500
 _LOO_DRAWS = 100
-# New queries predicted per block: bounds the (draw, query, LLM) arrays held at once.
-_QUERY_BLOCK = 1000
 
 
 def stack_draws(post: xr.Dataset, name: str, dims: tuple[str, ...], idx: np.ndarray) -> np.ndarray:
@@ -132,6 +148,11 @@ class QueryPrior:
     train_dataset_idx: np.ndarray | None
     tau: float = float("inf")
 
+    @cached_property
+    def train_embeddings64(self) -> np.ndarray:
+        """The training embeddings in float64 (made once per prior)."""
+        return np.asarray(self.train_embeddings, dtype=np.float64)
+
     def weights(
         self,
         emb: np.ndarray,
@@ -156,7 +177,10 @@ class QueryPrior:
         tau = self.tau if tau is None else tau
         n, Q = emb.shape[0], self.train_embeddings.shape[0]
         if np.isfinite(tau):
-            logk = (emb @ self.train_embeddings.T).astype(np.float64) / tau
+            # in float64: BLAS rounds a row differently in products of other shapes, and
+            # float32's rounding moved an atom now and then when the queries were cut
+            # into other blocks; float64's is a million times smaller
+            logk = (emb.astype(np.float64) @ self.train_embeddings64.T) / tau
         else:
             logk = np.zeros((n, Q))
         if exclude is not None:
@@ -182,22 +206,65 @@ def _normalise_rows(logw: np.ndarray) -> np.ndarray:
     return w / np.where(total > 0, total, 1.0)
 
 
-def sample_atoms(weights: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+def query_rngs(seed: int, rows: slice) -> list[np.random.Generator]:
+    """One generator per query position in ``rows``: child ``i`` of ``SeedSequence(seed)``.
+
+    A query's random numbers then depend on the seed and its position in the batch only,
+    not on which other queries are predicted with it (nor on the memory blocks).
+    """
+    return [
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
+        for i in range(rows.start, rows.stop)
+    ]
+
+
+def _systematic(weights: np.ndarray, u0: np.ndarray, n_draws: int) -> np.ndarray:
+    """(n, S) positions of systematic resampling with offsets ``u0`` (n,), in order."""
+    n, Q = weights.shape
+    cum = np.cumsum(weights, axis=1)
+    cum[:, -1] = 1.0  # absorb rounding so every position lands on a query
+    u = (u0.reshape(n, 1) + np.arange(n_draws)[None, :]) / n_draws  # (n, S)
+    offset = np.arange(n)[:, None]
+    flat = np.searchsorted((cum + offset).ravel(), (u + offset).ravel(), side="right")
+    return np.minimum(flat.reshape(n, n_draws) - offset * Q, Q - 1)
+
+
+def sample_atoms(
+    weights: np.ndarray,
+    n_draws: int,
+    rng: np.random.Generator | Sequence[np.random.Generator],
+) -> np.ndarray:
     """(S, n) training positions, S per query by systematic resampling of its weights.
 
     Systematic resampling puts ``round(S w_m)`` draws on training query ``m`` (give or
     take one), which makes the posterior mean over draws an almost noise-free average
     over the weights; the draws are then shuffled per query so that atoms are not tied
     to the order of the posterior draws.
+
+    Parameters
+    ----------
+    weights : numpy.ndarray
+        (n, Q) weights of the training queries, rows summing to 1.
+    n_draws : int
+        Draws S per query.
+    rng : numpy.random.Generator or sequence of them
+        One generator for every row, or one per row (:func:`query_rngs`): then a
+        row's atoms depend on its own generator only.
+
+    Returns
+    -------
+    numpy.ndarray
+        (S, n) training positions.
     """
-    n, Q = weights.shape
-    cum = np.cumsum(weights, axis=1)
-    cum[:, -1] = 1.0  # absorb rounding so every position lands on a query
-    u = (rng.random((n, 1)) + np.arange(n_draws)[None, :]) / n_draws  # (n, S)
-    offset = np.arange(n)[:, None]
-    flat = np.searchsorted((cum + offset).ravel(), (u + offset).ravel(), side="right")
-    atoms = np.minimum(flat.reshape(n, n_draws) - offset * Q, Q - 1)
-    return rng.permuted(atoms, axis=1).T
+    if isinstance(rng, np.random.Generator):
+        atoms = _systematic(weights, rng.random((weights.shape[0], 1)), n_draws)
+        return rng.permuted(atoms, axis=1).T
+    if len(rng) != weights.shape[0]:
+        raise ValueError(f"{len(rng)} generators for {weights.shape[0]} rows of weights")
+    atoms = _systematic(weights, np.array([r.random() for r in rng]), n_draws)
+    for row, r in zip(atoms, rng, strict=True):
+        r.shuffle(row)  # in place, row by row
+    return atoms.T
 
 
 RESIDUALS = ("empirical", "normal")
@@ -209,14 +276,15 @@ def new_query_values(
     atoms: np.ndarray,
     *,
     residuals: str = "empirical",
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
 ) -> dict[str, np.ndarray]:
     """Parameter values for new queries.
 
     ``residuals="empirical"`` (the default): each per-query variable is taken at the
     atoms, jointly. ``"normal"``: each is drawn independently from its prior,
     ``N(0, scale^2)`` -- the predictive of irt-bayes 0.1, kept for comparison: it
-    misses whenever the training residuals are neither normal nor independent.
+    misses whenever the training residuals are neither normal nor independent; ``rng``
+    may then be one generator per query (:func:`query_rngs`).
     """
     values = dict(draws)
     for comp in components:
@@ -228,9 +296,11 @@ def new_query_values(
                 rng = rng if rng is not None else np.random.default_rng(0)
                 scale = draws[comp.residual_scales[name]]
                 shape = atoms.shape + arr.shape[2:]
-                values[name] = scale.reshape((-1,) + (1,) * (len(shape) - 1)) * (
-                    rng.standard_normal(shape)
-                )
+                if isinstance(rng, np.random.Generator):
+                    z = rng.standard_normal(shape)
+                else:  # each query's values from its own generator
+                    z = np.stack([r.standard_normal((shape[0],) + shape[2:]) for r in rng], 1)
+                values[name] = scale.reshape((-1,) + (1,) * (len(shape) - 1)) * z
             else:
                 take = atoms.reshape(atoms.shape + (1,) * (arr.ndim - 2))
                 values[name] = np.take_along_axis(arr, take, axis=1)
@@ -273,15 +343,277 @@ def predict_draws(
     rng = np.random.default_rng(seed)
     values = new_query_values(draws, components, atoms, residuals=residuals, rng=rng)
     if unseen is not None and unseen.any() and dataset is not None:
-        n_known = None
-        for comp in components:
-            for name in comp.dataset_variables:
-                n_known = values[name].shape[1]
-            comp.new_dataset(values, rng)
+        values, n_known = with_new_dataset(components, values, rng)
         if n_known is not None:
             dataset = np.where(unseen[None, :], n_known, dataset)
     inp = Inputs(features, dataset, sample_ndim=1)
     return probability(components, values, inp, Grid(), NUMPY)
+
+
+def with_new_dataset(
+    components: list[Component], draws: dict[str, np.ndarray], rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], int | None]:
+    """The draws with one unseen dataset appended, drawn from the hierarchy.
+
+    Parameters
+    ----------
+    components : list of Component
+    draws : dict
+        Posterior draws (not modified).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    values : dict
+        ``draws`` with every dataset variable one dataset longer.
+    n_known : int or None
+        Position of the new dataset (the number of known ones); None for a model
+        without dataset variables.
+    """
+    values, n_known = dict(draws), None
+    for comp in components:
+        for name in comp.dataset_variables:
+            n_known = values[name].shape[1]
+        comp.new_dataset(values, rng)
+    return values, n_known
+
+
+def take_llms(
+    components: list[Component], values: dict[str, np.ndarray], llms: slice
+) -> dict[str, np.ndarray]:
+    """The values with every variable that has an ``llm`` axis cut to ``llms`` (views)."""
+    if llms == slice(None):
+        return values
+    out = dict(values)
+    for name, dims in posterior_variables(components).items():
+        if "llm" in dims:
+            index = (slice(None),) * (1 + dims.index("llm")) + (llms,)
+            out[name] = values[name][index]
+    return out
+
+
+def llm_terms(components: list[Component]) -> int:
+    """Components with a variable per LLM: each adds a (draw, query, LLM) array."""
+    return sum(any("llm" in dims for dims in c.variables.values()) for c in components)
+
+
+def cell_bytes(components: list[Component], n_draws: int) -> int:
+    """Peak bytes of :func:`predict_draws` per (query, LLM) cell over ``n_draws`` draws.
+
+    Measured with :mod:`tracemalloc` (2PL, 3PL, mirt-2, llm-mean: 32 B per draw; with LLM
+    slopes 40 B): the result, the contribution of each term that has a value per LLM
+    (abilities, dataset offsets, slopes), and the running sum of the linear predictor,
+    8 B each.
+    """
+    return 8 * n_draws * (2 + llm_terms(components))
+
+
+def row_bytes(components: list[Component], n_draws: int, n_train: int) -> int:
+    """Peak bytes per new query that do not grow with the LLMs.
+
+    The query's weights over the ``n_train`` training queries and their temporaries
+    (about 6 float64 each), its atoms and resampling temporaries, and its per-query
+    values and item quantities per draw (``a``, ``b``, the residuals, about 14 float64
+    per draw with one skill), measured with :mod:`tracemalloc`.
+    """
+    skills = max(
+        (len(c.structure.skills) for c in components if getattr(c, "structure", None)),
+        default=1,
+    )
+    return 8 * (6 * n_train + n_draws * (12 + 2 * skills))
+
+
+class NewQueryPredictive:
+    """The predictive of a batch of new queries, evaluated in blocks of queries and LLMs.
+
+    Parameters
+    ----------
+    components : list of Component
+    draws : dict
+        Posterior draws from :func:`extract_draws`.
+    prior : QueryPrior
+        Training queries whose latent values a new query may take.
+    embeddings : numpy.ndarray
+        (n, dim) unit-norm embeddings of the new queries.
+    features : numpy.ndarray
+        (n, F) standardised features of the new queries.
+    dataset_probs : numpy.ndarray, optional
+        (n, D) probability of each dataset; None pools every training query.
+    unseen : numpy.ndarray, optional
+        (n,) queries from a dataset the model has not seen (their dataset terms draw
+        from the hierarchical prior, and any training query lends its residuals).
+    residuals : {"empirical", "normal"}
+        See :func:`new_query_values`.
+    seed : int
+        Query ``i`` draws from generator ``i`` of :func:`query_rngs`; an unseen dataset
+        from ``default_rng(seed)``.
+
+    Examples
+    --------
+    >>> pred = NewQueryPredictive(comps, draws, prior, emb, x)  # doctest: +SKIP
+    >>> for rows, llms, p in pred.blocks(pred.plan(2**28)):  # doctest: +SKIP
+    ...     out[:, rows, llms] = p
+    """
+
+    def __init__(
+        self,
+        components: list[Component],
+        draws: dict[str, np.ndarray],
+        prior: QueryPrior,
+        embeddings: np.ndarray,
+        features: np.ndarray,
+        dataset_probs: np.ndarray | None = None,
+        unseen: np.ndarray | None = None,
+        *,
+        residuals: str = "empirical",
+        seed: int = 0,
+    ) -> None:
+        self.components, self.draws, self.prior = components, draws, prior
+        self.embeddings, self.features = embeddings, features
+        self.dataset_probs = dataset_probs
+        n = features.shape[0]
+        self.unseen = np.zeros(n, dtype=bool) if unseen is None else np.asarray(unseen, bool)
+        self.residuals, self.seed = residuals, seed
+        self._values, self._n_known, self.fixed_bytes = draws, None, 0
+        if np.isfinite(prior.tau):  # the float64 training embeddings of the kernel
+            self.fixed_bytes += prior.train_embeddings.size * 8
+        if self.unseen.any() and prior.train_dataset_idx is not None:
+            # once for the batch, before any cut by LLM: a new dataset's offsets are
+            # centred over every LLM, and every block must see the same draw
+            self._values, self._n_known = with_new_dataset(
+                components, draws, np.random.default_rng(seed)
+            )
+            self.fixed_bytes += sum(
+                self._values[k].nbytes for k in self._values if self._values[k] is not draws[k]
+            )
+
+    @property
+    def n_queries(self) -> int:
+        """New queries in the batch."""
+        return int(self.features.shape[0])
+
+    @property
+    def n_draws(self) -> int:
+        """Posterior draws S."""
+        return int(next(iter(self.draws.values())).shape[0])
+
+    @property
+    def n_llms(self) -> int:
+        """LLMs J (the length of the abilities' ``llm`` axis)."""
+        dims = posterior_variables(self.components)["theta"]
+        return int(self.draws["theta"].shape[1 + dims.index("llm")])
+
+    def plan(self, budget: int | None, *, cell: int = 0, row: int = 0) -> Blocks:
+        """Blocks whose prediction -- and a consumer's own arrays -- fit ``budget`` bytes.
+
+        Parameters
+        ----------
+        budget : int or None
+            Bytes (None: :data:`irt_bayes.memory.MEMORY_BUDGET`).
+        cell : int
+            Peak bytes per (query, LLM) cell of what the consumer does with a block,
+            the block itself included; the larger of it and the prediction's counts.
+        row : int
+            Bytes per query the consumer keeps while a row of blocks is processed.
+        """
+        S = self.n_draws
+        return plan_blocks(
+            self.n_queries,
+            self.n_llms,
+            cell_bytes=max(cell_bytes(self.components, S), cell),
+            row_bytes=row_bytes(self.components, S, self.prior.train_embeddings.shape[0]) + row,
+            fixed_bytes=self.fixed_bytes,
+            budget=budget,
+        )
+
+    def query_values(self, rows: slice) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """Parameter values (all LLMs) and (S, r) dataset positions of the queries ``rows``."""
+        rows = slice(*rows.indices(self.n_queries))
+        emb = self.embeddings[rows]
+        probs = None if self.dataset_probs is None else self.dataset_probs[rows]
+        unseen = self.unseen[rows]
+        w = self.prior.weights(emb, probs)
+        if unseen.any():  # an unseen dataset: any training query's residuals
+            w[unseen] = self.prior.weights(emb[unseen], None)
+        rngs = query_rngs(self.seed, rows)
+        atoms = sample_atoms(w, self.n_draws, rngs)
+        del w
+        d = self.prior.train_dataset_idx
+        dataset = None if d is None else d[atoms]
+        values = new_query_values(
+            self._values, self.components, atoms, residuals=self.residuals, rng=rngs
+        )
+        if dataset is not None and self._n_known is not None and unseen.any():
+            dataset = np.where(unseen[None, :], self._n_known, dataset)
+        return values, dataset
+
+    def block(
+        self,
+        values: dict[str, np.ndarray],
+        dataset: np.ndarray | None,
+        rows: slice,
+        llms: slice,
+    ) -> np.ndarray:
+        """(S, r, l) P(correct) of the queries ``rows`` (values from :meth:`query_values`)."""
+        inp = Inputs(self.features[rows], dataset, sample_ndim=1)
+        return probability(self.components, take_llms(self.components, values, llms), inp, Grid())
+
+    def blocks(self, plan: Blocks) -> Iterator[tuple[slice, slice, np.ndarray]]:
+        """(query slice, LLM slice, (S, r, l) P(correct)) of every block of ``plan``.
+
+        The per-query values of a row of blocks are drawn once and shared by its LLM
+        blocks, so a block equals the same cells of the whole (S, n, J) predictive.
+        """
+        for rows in plan.row_slices():
+            values, dataset = self.query_values(rows)
+            for llms in plan.col_slices():
+                yield rows, llms, self.block(values, dataset, rows, llms)
+
+    def draws_array(self, plan: Blocks) -> np.ndarray:
+        """The whole (S, n, J) predictive, filled block by block."""
+        if len(plan) == 1:  # one block is the whole: no copy
+            return next(self.blocks(plan))[2]
+        out = np.empty((self.n_draws, self.n_queries, self.n_llms))
+        for rows, llms, p in self.blocks(plan):
+            out[:, rows, llms] = p
+            del p  # before the next block is made
+        return out
+
+
+# Peak bytes per draw of a (query, LLM) cell while a block is summarised: the block, its
+# draws-last copy and std's deviations (8 B each, measured with tracemalloc), and a margin.
+SUMMARY_CELL_BYTES = 26
+
+
+def summarise(p: np.ndarray, probs: Sequence[float]) -> tuple[np.ndarray, ...]:
+    """Mean, sd and quantiles ``probs`` over the draws (axis 0) of a block.
+
+    They are computed on a draws-last copy: each (query, LLM) cell's draws are then
+    contiguous, so its summaries depend on its own draws only -- not on the shape of
+    the block, hence not on the memory budget -- and partitioning for the quantiles is
+    as fast as along the first axis or faster (up to 2.4x, measured).
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        (S, r, l) draws.
+    probs : sequence of float
+        Quantile probabilities.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``mean``, ``sd`` (r, l) and ``quantiles`` (len(probs), r, l).
+    """
+    # always a copy (ascontiguousarray would return p itself for a one-cell block,
+    # which the in-place partition below would then scramble)
+    lanes = np.moveaxis(p, 0, -1).copy(order="C")
+    mean, sd = lanes.mean(axis=-1), lanes.std(axis=-1)
+    if not len(probs):
+        return mean, sd, np.empty((0,) + mean.shape)
+    # the copy is ours: let np.quantile partition it in place instead of copying again
+    qs = np.quantile(lanes, list(probs), axis=-1, overwrite_input=True)
+    return mean, sd, qs
 
 
 def training_logit(
@@ -325,6 +657,7 @@ def select_tau(
     *,
     grid: tuple[float, ...] = TAU_GRID,
     seed: int = 0,
+    memory_budget: int | None = None,
 ) -> tuple[float, dict[float, float]]:
     """Kernel temperature with the best leave-one-query-out predictive log loss.
 
@@ -345,6 +678,9 @@ def select_tau(
     grid : tuple of float
         Temperatures compared.
     seed : int
+    memory_budget : int, optional
+        Bytes the (draw, query, LLM) arrays of one block may take
+        (:mod:`irt_bayes.memory`); the losses do not depend on it (up to rounding).
 
     Returns
     -------
@@ -364,15 +700,31 @@ def select_tau(
         probs = np.zeros((len(rows), int(d.max()) + 1))
         probs[np.arange(len(rows)), d[rows]] = 1.0
     emb = prior.train_embeddings[rows]
+    plan = plan_blocks(
+        len(rows),
+        score.shape[1],
+        cell_bytes=cell_bytes(components, len(sub)),
+        row_bytes=row_bytes(components, len(sub), Q),
+        budget=memory_budget,
+    )
     losses = {}
     for tau in grid:
-        w = prior.weights(emb, probs, exclude=rows, tau=tau)
-        atoms = sample_atoms(w, len(sub), rng)
-        ds = None if d is None else d[atoms]
-        p = predict_draws(components, small, features[rows], atoms, ds).mean(axis=0)
-        p = np.clip(p, 1e-9, 1 - 1e-9)
-        s, wt = score[rows], weight[rows]
-        ll = wt * (s * np.log(p) + (1 - s) * np.log1p(-p))
-        losses[float(tau)] = float(-ll.sum() / wt.sum())
+        # the offsets first, then the shuffles block by block: the generator's stream is
+        # consumed row by row as by one sample_atoms call over every row
+        u0 = rng.random((len(rows), 1))
+        total = 0.0
+        for blk in plan.row_slices():
+            pr = None if probs is None else probs[blk]
+            w = prior.weights(emb[blk], pr, exclude=rows[blk], tau=tau)
+            atoms = rng.permuted(_systematic(w, u0[blk], len(sub)), axis=1).T
+            del w
+            ds = None if d is None else d[atoms]
+            for llms in plan.col_slices():
+                part = take_llms(components, small, llms)
+                p = predict_draws(components, part, features[rows[blk]], atoms, ds).mean(axis=0)
+                p = np.clip(p, 1e-9, 1 - 1e-9)
+                s, wt = score[rows[blk], llms], weight[rows[blk], llms]
+                total += float((wt * (s * np.log(p) + (1 - s) * np.log1p(-p))).sum())
+        losses[float(tau)] = -total / float(weight[rows].sum())
     best = min(losses, key=losses.__getitem__)
     return best, losses

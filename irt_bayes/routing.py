@@ -23,11 +23,16 @@ Utility trades accuracy against cost in one of two forms:
 A ``budget`` (total USD over the batch) turns any policy into budget-constrained
 batch routing: the cost weight is raised by a Lagrange multiplier ``mu >= 0``, found
 by bisection as the smallest that keeps the batch within budget.
+
+The draws are never held whole: every policy is computed in one pass (two with a
+budget) over blocks of queries and LLMs that fit the memory budget
+(:mod:`irt_bayes.memory`), the probability of being best by a running argmax over a
+row's LLM blocks. ``prob-best`` with a budget makes one pass per bisection step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +42,11 @@ import xarray as xr
 
 from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError, IrtBayesError
+from irt_bayes.memory import Blocks, plan_blocks
+from irt_bayes.predict import SUMMARY_CELL_BYTES, summarise
 
 __all__ = [
+    "ArrayDraws",
     "POLICIES",
     "RoutingResult",
     "QueryCostModel",
@@ -238,12 +246,208 @@ def _cost_weight(
     return np.full((n, 1), alpha), (1.0 - alpha) / np.where(max_c > 0, max_c, 1.0)
 
 
-def _prob_best(
-    draws: np.ndarray, cost: np.ndarray, acc_weight: np.ndarray, cost_weight: np.ndarray
-) -> np.ndarray:
-    """(n, J) share of posterior draws in which each LLM has the highest utility."""
-    best = (acc_weight[None] * draws - cost_weight[None] * cost[None]).argmax(axis=2)
-    return (best[:, :, None] == np.arange(draws.shape[2])[None, None, :]).mean(axis=0)
+class ArrayDraws:
+    """Precomputed (S, n, J) draws of P(correct), served in the blocks of a plan.
+
+    The counterpart, for draws already in memory, of
+    :class:`~irt_bayes.predict.NewQueryPredictive`: blocks are views, so only the
+    temporaries of what is done with them count against the budget.
+
+    Parameters
+    ----------
+    draws : numpy.ndarray
+        (S, n, J) P(correct).
+    """
+
+    def __init__(self, draws: np.ndarray) -> None:
+        self.draws = draws
+        self.n_draws, self.n_queries, self.n_llms = (int(v) for v in draws.shape)
+
+    def plan(self, budget: int | None, *, cell: int = 0, row: int = 0) -> Blocks:
+        """Blocks whose consumer's arrays (``cell`` per cell, ``row`` per query) fit."""
+        return plan_blocks(
+            self.n_queries, self.n_llms, cell_bytes=cell, row_bytes=row, budget=budget
+        )
+
+    def blocks(self, plan: Blocks) -> Iterator[tuple[slice, slice, np.ndarray]]:
+        """(query slice, LLM slice, (S, r, l) view) of every block of ``plan``."""
+        for rows, llms in plan:
+            yield rows, llms, self.draws[:, rows, llms]
+
+
+# Bytes per draw and query a pass keeps for the LLM blocks of a row: the best utility
+# so far and its LLM (8 B each), and the argmax / max of the current block (16 B).
+_PASS_ROW_BYTES = 32
+
+
+def _route_pass(
+    source: Any,
+    plan: Blocks,
+    cost: np.ndarray,
+    acc_weight: np.ndarray,
+    cost_weight: np.ndarray,
+    *,
+    summaries: bool = False,
+    quantiles: Sequence[float] = (),
+    pick: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """One pass over the blocks of ``source``: the probability of being best, and stats.
+
+    Parameters
+    ----------
+    source : NewQueryPredictive or ArrayDraws
+        Where the (S, r, l) blocks come from.
+    plan : Blocks
+        Query blocks outermost, each row's LLM blocks in order.
+    cost : numpy.ndarray
+        (n, J) USD.
+    acc_weight, cost_weight : numpy.ndarray
+        (n, 1) weights of accuracy and cost in the utility.
+    summaries : bool
+        Also the draws' mean, sd and ``quantiles`` per (query, LLM).
+    quantiles : sequence of float
+        Quantile probabilities of the summaries.
+    pick : numpy.ndarray, optional
+        (n,) one draw per query (Thompson sampling): its P(correct) as ``sampled``.
+
+    Returns
+    -------
+    dict
+        ``prob_best`` (n, J): share of draws in which each LLM has the highest utility
+        (the first such LLM on ties, as ``argmax``); with ``summaries``: ``mean``,
+        ``sd`` (n, J), ``quantiles`` (len, n, J); with ``pick``: ``sampled`` (n, J).
+    """
+    S, n, J = source.n_draws, source.n_queries, source.n_llms
+    out = {"prob_best": np.empty((n, J))}
+    if summaries:
+        out["mean"], out["sd"] = np.empty((n, J)), np.empty((n, J))
+        out["quantiles"] = np.empty((len(quantiles), n, J))
+    if pick is not None:
+        out["sampled"] = np.empty((n, J))
+    best_val = best_idx = None
+    for rows, llms, p in source.blocks(plan):
+        if summaries:
+            mean, sd, qs = summarise(p, quantiles)
+            out["mean"][rows, llms], out["sd"][rows, llms] = mean, sd
+            out["quantiles"][:, rows, llms] = qs
+            del mean, sd, qs
+        if pick is not None:
+            out["sampled"][rows, llms] = p[pick[rows], np.arange(p.shape[1])]
+        # utilities of this block, in place on one temporary
+        u = p * acc_weight[None, rows]
+        u -= (cost_weight[rows] * cost[rows, llms])[None]
+        del p
+        top = u.argmax(axis=2)
+        val = np.take_along_axis(u, top[..., None], axis=2)[..., 0]
+        del u
+        top += llms.start
+        if llms.start == 0:
+            best_val, best_idx = val, top
+        else:  # a later block wins only when strictly better: argmax keeps the first
+            better = val > best_val
+            best_val = np.where(better, val, best_val)
+            best_idx = np.where(better, top, best_idx)
+        if llms.stop == J:
+            r = best_idx.shape[1]
+            flat = (best_idx + J * np.arange(r)[None, :]).ravel()
+            out["prob_best"][rows] = np.bincount(flat, minlength=r * J).reshape(r, J) / S
+            best_val = best_idx = None
+    return out
+
+
+def _check_policy(policy: str) -> None:
+    if policy not in POLICIES:
+        raise IrtBayesError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+
+
+class _Router:
+    """A policy's choices over a source of draws, pass by pass within a memory budget."""
+
+    def __init__(
+        self,
+        source: Any,
+        cost: np.ndarray,
+        acc_weight: np.ndarray,
+        cost_weight: np.ndarray,
+        *,
+        policy: str,
+        quantile: float,
+        seed: int,
+        memory_budget: int | None,
+        stats: bool,
+    ) -> None:
+        _check_policy(policy)
+        self.source, self.cost, self.policy = source, cost, policy
+        self.acc_weight, self.cost_weight = acc_weight, cost_weight
+        S = source.n_draws
+        self.plan = source.plan(memory_budget, cell=SUMMARY_CELL_BYTES * S, row=_PASS_ROW_BYTES * S)
+        pick = None
+        if policy == "thompson":
+            # drawn for the whole batch at once, as one generator call: any blocks agree
+            pick = np.random.default_rng(seed).integers(0, S, source.n_queries)
+        qs = [(1 - HDI_PROB) / 2, 1 - (1 - HDI_PROB) / 2] if stats else []
+        if policy == "risk-averse":
+            qs.append(quantile)
+        summaries = stats or policy in ("expected-utility", "risk-averse")
+        first = _route_pass(
+            source,
+            self.plan,
+            cost,
+            acc_weight,
+            cost_weight,
+            summaries=summaries,
+            quantiles=qs,
+            pick=pick,
+        )
+        self.stats = first
+        self.prob_best0 = first["prob_best"]
+        # the accuracy term of the utility (None for prob-best, which has none)
+        if policy == "risk-averse":
+            self.score = first["quantiles"][-1]
+        elif policy == "thompson":
+            self.score = first["sampled"]
+        else:
+            self.score = first.get("mean")
+
+    def prob_best(self, mu: float) -> np.ndarray:
+        """(n, J) probability of being best with the cost weight raised by ``mu``."""
+        if mu == 0.0:
+            return self.prob_best0
+        return _route_pass(
+            self.source, self.plan, self.cost, self.acc_weight, self.cost_weight + mu
+        )["prob_best"]
+
+    def utility(self, mu: float) -> np.ndarray:
+        """(n, J) what the policy maximises (for ``prob-best``: the probability)."""
+        if self.policy == "prob-best":
+            return self.prob_best(mu)
+        return self.acc_weight * self.score - (self.cost_weight + mu) * self.cost
+
+    def spend(self, mu: float) -> float:
+        """USD of the batch's choices at extra cost weight ``mu``."""
+        ch = self.utility(mu).argmax(axis=1)
+        return float(self.cost[np.arange(len(ch)), ch].sum())
+
+    def multiplier(self, budget: float, iters: int = 60) -> float:
+        """Smallest extra cost weight whose choices fit within ``budget`` (bisection)."""
+        cost = self.cost
+        floor = float(cost.min(axis=1).sum())
+        if budget < floor:
+            raise IrtBayesError(
+                f"budget ${budget:.6g} is below the cheapest possible batch (${floor:.6g})"
+            )
+        if self.spend(0.0) <= budget:
+            return 0.0
+        spread = float(np.ptp(cost, axis=1).max()) or 1.0
+        lo, hi = 0.0, 1.0 / spread
+        while self.spend(hi) > budget:
+            hi *= 4.0
+            if hi > 1e12:
+                break
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if self.spend(mid) <= budget else (mid, hi)
+        return hi
 
 
 def choose(
@@ -255,6 +459,7 @@ def choose(
     policy: str = "expected-utility",
     quantile: float = 0.1,
     rng: np.random.Generator | None = None,
+    memory_budget: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply a policy to posterior draws.
 
@@ -272,6 +477,8 @@ def choose(
         Lower quantile used by ``risk-averse``.
     rng : numpy.random.Generator, optional
         Randomness of ``thompson``.
+    memory_budget : int, optional
+        Bytes the temporaries of one block of draws may take (:mod:`irt_bayes.memory`).
 
     Returns
     -------
@@ -283,20 +490,30 @@ def choose(
         (n, J) utility that was maximised (for ``prob-best``: the probability of
         being best).
     """
-    if policy not in POLICIES:
-        raise IrtBayesError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
-    if policy == "risk-averse":
-        score = np.quantile(draws, quantile, axis=0)
-    elif policy == "thompson":
+    _check_policy(policy)
+    src = ArrayDraws(draws)
+    plan = src.plan(
+        memory_budget, cell=SUMMARY_CELL_BYTES * src.n_draws, row=_PASS_ROW_BYTES * src.n_draws
+    )
+    pick = None
+    if policy == "thompson":
         rng = rng or np.random.default_rng(0)
-        pick = rng.integers(0, draws.shape[0], draws.shape[1])
-        score = draws[pick, np.arange(draws.shape[1])]
-    else:
-        score = draws.mean(axis=0)
-    util = acc_weight * score - cost_weight * cost
+        pick = rng.integers(0, src.n_draws, src.n_queries)
+    qs = [quantile] if policy == "risk-averse" else []
+    res = _route_pass(
+        src,
+        plan,
+        cost,
+        acc_weight,
+        cost_weight,
+        summaries=policy != "thompson",
+        quantiles=qs,
+        pick=pick,
+    )
+    score = res["sampled"] if policy == "thompson" else res["quantiles"][0] if qs else res["mean"]
     if policy == "prob-best":
-        prob = _prob_best(draws, cost, acc_weight, cost_weight)
-        return prob.argmax(axis=1), score, prob
+        return res["prob_best"].argmax(axis=1), score, res["prob_best"]
+    util = acc_weight * score - cost_weight * cost
     return util.argmax(axis=1), score, util
 
 
@@ -311,42 +528,48 @@ def budget_multiplier(
     quantile: float,
     seed: int,
     iters: int = 60,
+    memory_budget: int | None = None,
 ) -> float:
     """Smallest extra cost weight ``mu`` whose choices fit within ``budget`` (bisection).
 
     The batch cost of the argmax of ``A - (w + mu) c`` does not increase with ``mu``,
     so bisection on ``mu`` finds the Lagrangian solution of max sum A s.t. sum c <= B.
+    The accuracy term ``A`` does not depend on ``mu`` except for ``prob-best``, whose
+    every step is a pass over the draws.
+
+    Parameters
+    ----------
+    draws : numpy.ndarray
+        (S, n, J) P(correct) draws.
+    cost : numpy.ndarray
+        (n, J) USD.
+    acc_weight, cost_weight : numpy.ndarray
+        (n, 1) weights of accuracy and cost in the utility.
+    budget : float
+        USD for the batch.
+    policy, quantile, seed
+        As for :func:`route`.
+    iters : int
+        Bisection steps.
+    memory_budget : int, optional
+        Bytes the temporaries of one block of draws may take.
+
+    Returns
+    -------
+    float
     """
-
-    def spend(mu: float) -> float:
-        ch, _, _ = choose(
-            draws,
-            cost,
-            acc_weight,
-            cost_weight + mu,
-            policy=policy,
-            quantile=quantile,
-            rng=np.random.default_rng(seed),
-        )
-        return float(cost[np.arange(len(ch)), ch].sum())
-
-    floor = float(cost.min(axis=1).sum())
-    if budget < floor:
-        raise IrtBayesError(
-            f"budget ${budget:.6g} is below the cheapest possible batch (${floor:.6g})"
-        )
-    if spend(0.0) <= budget:
-        return 0.0
-    spread = float(np.ptp(cost, axis=1).max()) or 1.0
-    lo, hi = 0.0, 1.0 / spread
-    while spend(hi) > budget:
-        hi *= 4.0
-        if hi > 1e12:
-            break
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (lo, mid) if spend(mid) <= budget else (mid, hi)
-    return hi
+    router = _Router(
+        ArrayDraws(draws),
+        cost,
+        acc_weight,
+        cost_weight,
+        policy=policy,
+        quantile=quantile,
+        seed=seed,
+        memory_budget=memory_budget,
+        stats=False,
+    )
+    return router.multiplier(budget, iters)
 
 
 def route(
@@ -364,8 +587,12 @@ def route(
     warmup: str | None = None,
     use_labels: bool = False,
     draws: xr.DataArray | None = None,
+    memory_budget: int | None = None,
 ) -> RoutingResult:
     """Route queries to LLMs by posterior expected utility.
+
+    The posterior draws are worked through in blocks of queries (and of LLMs) that fit
+    the memory budget, never all at once; the decisions do not depend on the blocks.
 
     Parameters
     ----------
@@ -385,7 +612,9 @@ def route(
     policy : str
         One of :data:`POLICIES`.
     budget : float, optional
-        Total USD for the batch; the cost weight is raised until it fits.
+        Total USD for the batch; the cost weight is raised until it fits. With
+        ``prob-best`` each bisection step is a pass over the draws: predicted again,
+        block by block, unless they fit in one block.
     quantile : float
         Lower quantile of accuracy used by ``risk-averse``.
     seed : int
@@ -395,6 +624,9 @@ def route(
         its text alone, and a ``dataset`` column is ignored.
     draws : xarray.DataArray, optional
         Precomputed (draw, query, llm) P(correct); skips prediction.
+    memory_budget : int, optional
+        Bytes the arrays of one block may take; default the router's
+        ``memory_budget`` (:data:`irt_bayes.memory.MEMORY_BUDGET` without a router).
 
     Returns
     -------
@@ -408,47 +640,53 @@ def route(
     """
     from irt_bayes.router import as_query_frame
 
+    _check_policy(policy)
     q = as_query_frame(queries)
+    if memory_budget is None:
+        memory_budget = getattr(router, "memory_budget", None)
     if draws is None:
-        draws = router.predict_proba(q, embeddings=embeddings, warmup=warmup, use_labels=use_labels)
-    llms = [str(m) for m in draws["llm"].to_numpy()]
-    qids = draws["query"].to_numpy()
-    p = draws.transpose("draw", "query", "llm").to_numpy()
+        source = router.predictive(q, embeddings=embeddings, warmup=warmup, use_labels=use_labels)
+        llms = [str(m) for m in router.llms_]
+        qids = q["query_id"].to_numpy()
+    else:
+        llms = [str(m) for m in draws["llm"].to_numpy()]
+        qids = draws["query"].to_numpy()
+        source = ArrayDraws(draws.transpose("draw", "query", "llm").to_numpy())
     cost = _cost_matrix(costs, llms, qids, q, getattr(router, "prices_", None))
     acc_w, cost_w = _cost_weight(cost, willingness_to_pay, alpha)
-    mu = 0.0
-    if budget is not None:
-        mu = budget_multiplier(
-            p, cost, acc_w, cost_w, budget, policy=policy, quantile=quantile, seed=seed
-        )
-    choice, _, util = choose(
-        p,
+    chooser = _Router(
+        source,
         cost,
         acc_w,
-        cost_w + mu,
+        cost_w,
         policy=policy,
         quantile=quantile,
-        rng=np.random.default_rng(seed),
+        seed=seed,
+        memory_budget=memory_budget,
+        stats=True,
     )
-    mean = p.mean(axis=0)
-    lo, hi = np.quantile(p, [(1 - HDI_PROB) / 2, 1 - (1 - HDI_PROB) / 2], axis=0)
-    prob_best = _prob_best(p, cost, acc_w, cost_w + mu)
-    n, J = mean.shape
+    mu = 0.0 if budget is None else chooser.multiplier(budget)
+    util = chooser.utility(mu)
+    choice = util.argmax(axis=1)
+    prob_best = chooser.prob_best(mu)
+    stats = chooser.stats
+    n, J = cost.shape
     chosen = np.zeros((n, J), bool)
     chosen[np.arange(n), choice] = True
     table = pd.DataFrame(
         {
             "query_id": np.repeat(qids, J),
-            "llm": np.tile(llms, n),
-            "expected_accuracy": mean.ravel(),
-            "accuracy_sd": p.std(axis=0).ravel(),
-            "accuracy_low": lo.ravel(),
-            "accuracy_high": hi.ravel(),
+            "llm": np.tile(np.asarray(llms, dtype=object), n),
+            "expected_accuracy": stats["mean"].ravel(),
+            "accuracy_sd": stats["sd"].ravel(),
+            "accuracy_low": stats["quantiles"][0].ravel(),
+            "accuracy_high": stats["quantiles"][1].ravel(),
             "prob_best": prob_best.ravel(),
             "expected_cost": cost.ravel(),
             "utility": util.ravel(),
             "chosen": chosen.ravel(),
-        }
+        },
+        copy=False,  # the (n, J) columns are views of arrays made here: no second copy
     )
     choices = table[table["chosen"]][
         ["query_id", "llm", "expected_accuracy", "expected_cost", "utility"]
