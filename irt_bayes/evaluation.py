@@ -412,6 +412,52 @@ def pareto_plot(
     return fig
 
 
+def _router_scores(
+    router,  # noqa: ANN001
+    test: ResponseData,
+    weight: np.ndarray,
+    datasets: np.ndarray | None,
+    warmup: str | None,
+    use_labels: bool,
+    policy: str,
+    quantile: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior mean, the policy's score and the check's draw sums, block by block.
+
+    The (draw, query, LLM) predictive of the test queries is never held whole: each
+    block that fits the router's ``memory_budget`` is reduced to its (query, LLM)
+    summaries and to its share of :func:`~irt_bayes.checks.weighted_draw_sums`.
+
+    Returns
+    -------
+    mean, score : numpy.ndarray
+        (n, J) posterior mean and the swept accuracy term (the mean, or the lower
+        ``quantile`` for ``risk-averse``), in ``test.queries`` and ``router.llms_`` order.
+    sums : numpy.ndarray
+        (G, S, J) weighted draw sums of the check's groups (held throughout, like the
+        results: G x S x J x 8 bytes).
+    """
+    from irt_bayes.checks import check_groups, weighted_draw_sums
+    from irt_bayes.predict import SUMMARY_CELL_BYTES, summarise
+
+    pred = router.predictive(test.queries, warmup=warmup, use_labels=use_labels)
+    n, J, S = pred.n_queries, pred.n_llms, pred.n_draws
+    groups = check_groups(n, datasets)
+    mean, score = np.empty((n, J)), np.empty((n, J))
+    sums = np.zeros((len(groups), S, J))
+    # per LLM of a block, its (G, S) share of the sums: at most that much per cell
+    plan = pred.plan(router.memory_budget, cell=(SUMMARY_CELL_BYTES + 8 * len(groups)) * S)
+    qs = [quantile] if policy == "risk-averse" else []
+    for rows, llms, p in pred.blocks(plan):
+        m, _, q = summarise(p, qs) if qs else (p.mean(axis=0), None, None)
+        mean[rows, llms] = m
+        score[rows, llms] = m if q is None else q[0]
+        block_groups = [(g, sel[rows]) for g, sel in groups]
+        sums[:, :, llms] += weighted_draw_sums(p, weight[rows, llms], block_groups)
+        del p  # before the next block is made
+    return mean, score, sums
+
+
 def evaluate_router(
     router,
     test: ResponseData,
@@ -468,27 +514,23 @@ def evaluate_router(
         check_output_dir(out_dir, "evaluation", force=force)
     prices = None if test.has_cost else dict(router.prices_)
     evalset = EvalSet.from_data(test, router.llms_, prices=prices)
-    draws = router.predict_proba(test.queries, warmup=warmup, use_labels=use_labels).transpose(
-        "draw", "query", "llm"
-    )
     obs = ~np.isnan(evalset.y)
+    mean, score, sums = _router_scores(
+        router, test, obs.astype(float), evalset.datasets, warmup, use_labels, policy, quantile
+    )
     check = predictive_check(
-        draws.to_numpy(),
+        mean,
         np.nan_to_num(evalset.y),
         obs.astype(float),
         router.llms_,
         evalset.datasets,
         what="test queries",
-    )
-    scores = (
-        draws.mean("draw")
-        if policy == "expected-utility"
-        else draws.quantile(quantile, dim="draw").drop_vars("quantile")
+        draw_sums=sums,
     )
     name = f"irt-bayes {router.spec_.name}" + (
         f" ({policy})" if policy != "expected-utility" else ""
     )
-    table, points = evaluate({name: scores.to_numpy()}, evalset, complete_cases=complete_cases)
+    table, points = evaluate({name: score}, evalset, complete_cases=complete_cases)
     table.attrs["check"] = check
     if complete_cases:
         evalset = evalset.subset(evalset.complete)

@@ -26,6 +26,7 @@ import pandas as pd
 import xarray as xr
 from sklearn.base import BaseEstimator
 
+from irt_bayes import interrupts
 from irt_bayes.checks import PredictiveCheckWarning
 from irt_bayes.components import Component, components_for
 from irt_bayes.data import ResponseData
@@ -34,16 +35,18 @@ from irt_bayes.encoding import QueryEncoder, as_embeddings
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.features import EmbeddingFeatures
 from irt_bayes.inference import fit_advi, sample_nuts, warn_if_needed
+from irt_bayes.memory import MEMORY_BUDGET, check_budget
 from irt_bayes.model import IRTDesign, build_model, make_design, uses_datasets
 from irt_bayes.predict import (
     RESIDUALS,
+    SUMMARY_CELL_BYTES,
+    NewQueryPredictive,
     QueryPrior,
     extract_draws,
     knn,
-    predict_draws,
-    sample_atoms,
     sample_index,
     select_tau,
+    summarise,
     training_log_likelihood,
 )
 from irt_bayes.spec import ModelSpec
@@ -54,8 +57,6 @@ Warmup = Literal["irt-router"] | None
 HDI_PROB = 0.94
 # Posterior draws kept for prediction (evenly thinned).
 PREDICT_DRAWS = 1000
-# New queries predicted per block: bounds the (draw, query, LLM) arrays held at once.
-_QUERY_BLOCK = 1000
 # Fewest training queries for a held-out check (and for model="auto").
 MIN_HOLDOUT_QUERIES = 40
 
@@ -99,8 +100,9 @@ class IRTRouter(BaseEstimator):
     Parameters
     ----------
     model : str, pathlib.Path or ModelSpec, default "auto"
-        ``"auto"`` picks a spec among :data:`irt_bayes.selection.AUTO_CANDIDATES` by
-        held-out log loss on the training queries; or a named spec (``rasch``,
+        ``"auto"`` picks a spec among :data:`irt_bayes.selection.AUTO_CANDIDATES` (and,
+        with dataset labels, the 2PL on latent clusters) by held-out log loss on the
+        training queries; or a named spec (``rasch``,
         ``2pl``, ``3pl``, ``mirt-2`` ...), a TOML path, or a spec.
     encoder : str or QueryEncoder, default "default"
         Sentence-transformers model name/path, or a ready encoder.
@@ -132,6 +134,11 @@ class IRTRouter(BaseEstimator):
         Progress bars during encoding and fitting.
     cache_dir : path or False, optional
         Embedding cache location (``False`` disables it).
+    memory_budget : int, default :data:`irt_bayes.memory.MEMORY_BUDGET` (1 GiB)
+        Bytes the (draw, query, LLM) arrays of prediction and routing may take at once:
+        they are worked through in blocks of queries (and of LLMs) that fit. Results do
+        not depend on it; the router's posterior draws and the results asked for are
+        not counted (see :mod:`irt_bayes.memory`).
 
     Attributes
     ----------
@@ -154,7 +161,8 @@ class IRTRouter(BaseEstimator):
     check_ : PredictiveCheck or None
         Held-out predictive check of the spec (None with ``holdout=0``).
     selection_ : pandas.DataFrame or None
-        Held-out log loss of every candidate when ``model="auto"``.
+        Held-out log loss, largest gap, check and ``chosen`` of every candidate
+        (``model="auto"``; a spec on latent clusters is named e.g. ``"2pl (clusters)"``).
     encoder_id_ : str
 
     Examples
@@ -184,6 +192,7 @@ class IRTRouter(BaseEstimator):
         seed: int = 0,
         progress: bool = True,
         cache_dir: str | os.PathLike | bool | None = None,
+        memory_budget: int = MEMORY_BUDGET,
     ) -> None:
         if method not in ("advi", "nuts"):
             raise IrtBayesError(f"unknown method {method!r}; use 'advi' or 'nuts'")
@@ -205,6 +214,8 @@ class IRTRouter(BaseEstimator):
         self.seed = seed
         self.progress = progress
         self.cache_dir = cache_dir
+        check_budget(memory_budget)
+        self.memory_budget = memory_budget
 
     # ------------------------------------------------------------------------ encoding
     def _get_encoder(self) -> QueryEncoder:
@@ -260,12 +271,13 @@ class IRTRouter(BaseEstimator):
 
         if isinstance(data, pd.DataFrame):
             data = ResponseData.from_frame(data)
+        data.require_fittable()
         emb = self._embed(data.queries["query"].tolist(), embeddings)
         groups = dict(llm_groups) if llm_groups is not None else None
-        spec, self.check_, self.selection_, self.selection_note_ = choose_model(
+        spec, domains, self.check_, self.selection_, self.selection_note_ = choose_model(
             self, data, emb, groups
         )
-        self._fit_core(spec, data, emb, groups)
+        self._fit_core(spec, data, emb, groups, domains=domains)
         if self.check_ is not None and not self.check_.ok:
             warnings.warn(self.check_.verdict(), PredictiveCheckWarning, stacklevel=2)
         if embeddings is None:
@@ -283,8 +295,12 @@ class IRTRouter(BaseEstimator):
         data: ResponseData,
         emb: np.ndarray,
         groups: dict[str, str] | None,
+        domains: str | None = None,
     ) -> None:
-        """Fit one spec on all of ``data`` and set the fitted attributes."""
+        """Fit one spec on all of ``data`` (``domains``: the router's unless given)."""
+        domains = self.domains if domains is None else domains
+        # PyMC returns what it has when interrupted; a recorded signal must stop the next fit
+        interrupts.raise_if_received()
         q = data.queries
         domain = labels = None
         if uses_datasets(spec):
@@ -299,7 +315,7 @@ class IRTRouter(BaseEstimator):
                 )
             if labels is not None or self.n_clusters != 1:
                 domain, labels = DomainModel.fit(
-                    emb, labels, mode=self.domains, n_clusters=self.n_clusters, seed=self.seed
+                    emb, labels, mode=domains, n_clusters=self.n_clusters, seed=self.seed
                 )
                 if domain.n_domains < 2:
                     domain, labels = None, None
@@ -327,7 +343,14 @@ class IRTRouter(BaseEstimator):
         self._draws = None
         score, weight = response_grid(data, self.llms_)
         self.tau_, self.tau_losses_ = select_tau(
-            self.components_, self.draws_, self.query_prior_, x, score, weight, seed=self.seed
+            self.components_,
+            self.draws_,
+            self.query_prior_,
+            x,
+            score,
+            weight,
+            seed=self.seed,
+            memory_budget=self.memory_budget,
         )
 
     def _infer(self, spec: ModelSpec, design: IRTDesign) -> tuple[az.InferenceData, Any]:
@@ -438,6 +461,46 @@ class IRTRouter(BaseEstimator):
         xarray.DataArray
             Dims (``draw``, ``query``, ``llm``), values in (0, 1): joint draws of the
             parameters and of the query's latent values (see :mod:`irt_bayes.predict`).
+            Computed in blocks that fit ``memory_budget``; the result itself is
+            draws x queries x LLMs x 8 bytes (:meth:`predict` and
+            :func:`~irt_bayes.routing.route` summarise block by block instead).
+        """
+        q = as_query_frame(queries)
+        pred = self.predictive(
+            q, embeddings=embeddings, use_labels=use_labels, warmup=warmup, k=k, lam=lam
+        )
+        p = pred.draws_array(pred.plan(self.memory_budget))
+        return xr.DataArray(
+            p,
+            dims=("draw", "query", "llm"),
+            coords={
+                "draw": np.arange(pred.n_draws),
+                "query": q["query_id"].to_numpy(),
+                "llm": self.llms_,
+            },
+            name="p_correct",
+        )
+
+    def predictive(
+        self,
+        queries: pd.DataFrame | Sequence[str] | ResponseData,
+        *,
+        embeddings: np.ndarray | None = None,
+        use_labels: bool = False,
+        warmup: Warmup = None,
+        k: int = 5,
+        lam: float = 0.3,
+    ) -> NewQueryPredictive:
+        """The predictive of new queries, to evaluate block by block.
+
+        Takes the arguments of :meth:`predict_proba`, whose (S, n, J) draws are the
+        blocks of :meth:`NewQueryPredictive.blocks
+        <irt_bayes.predict.NewQueryPredictive.blocks>` put together.
+
+        Returns
+        -------
+        NewQueryPredictive
+            In the order of the queries and of ``llms_``.
         """
         self._check_fitted()
         if warmup not in (None, "irt-router"):
@@ -459,36 +522,16 @@ class IRTRouter(BaseEstimator):
         else:
             feats = self.features_.transform(emb)
         probs, unseen = self._dataset_probs(q, emb, use_labels)
-        comps, draws, prior = self.components_, self.draws_, self.query_prior_
-        rng = np.random.default_rng(self.seed)
-        S = self.n_draws_
-        parts = []
-        for lo in range(0, len(q), _QUERY_BLOCK):
-            sl = slice(lo, lo + _QUERY_BLOCK)
-            pr = None if probs is None else probs[sl]
-            w = prior.weights(emb[sl], pr)
-            if unseen[sl].any():  # an unseen dataset: any training query's residuals
-                w[unseen[sl]] = prior.weights(emb[sl][unseen[sl]], None)
-            atoms = sample_atoms(w, S, rng)
-            d = None if self.train_dataset_idx_ is None else self.train_dataset_idx_[atoms]
-            parts.append(
-                predict_draws(
-                    comps,
-                    draws,
-                    feats[sl],
-                    atoms,
-                    d,
-                    unseen=unseen[sl],
-                    residuals=self.residuals,
-                    seed=self.seed + lo,
-                )
-            )
-        p = np.concatenate(parts, axis=1)
-        return xr.DataArray(
-            p,
-            dims=("draw", "query", "llm"),
-            coords={"draw": np.arange(S), "query": q["query_id"].to_numpy(), "llm": self.llms_},
-            name="p_correct",
+        return NewQueryPredictive(
+            self.components_,
+            self.draws_,
+            self.query_prior_,
+            emb,
+            feats,
+            probs,
+            unseen,
+            residuals=self.residuals,
+            seed=self.seed,
         )
 
     def dataset_proba(
@@ -519,24 +562,38 @@ class IRTRouter(BaseEstimator):
     ) -> pd.DataFrame:
         """Predictive summary of P(correct): one row per (query, LLM).
 
+        Parameters
+        ----------
+        queries : DataFrame, ResponseData or sequence of str
+            New queries.
+        hdi_prob : float, default 0.94
+            Probability of the interval.
+        **kwargs
+            Passed to :meth:`predict_proba`.
+
         Returns
         -------
         pandas.DataFrame
             ``query_id, llm, p_mean, p_sd, p_low, p_high`` (equal-tailed ``hdi_prob``
-            interval).
+            interval), summarised block by block (never all the draws at once).
         """
-        p = self.predict_proba(queries, **kwargs)
+        q = as_query_frame(queries)
+        pred = self.predictive(q, **kwargs)
         lo, hi = (1 - hdi_prob) / 2, 1 - (1 - hdi_prob) / 2
-        arr = p.transpose("draw", "query", "llm").to_numpy()
-        qs = np.quantile(arr, [lo, hi], axis=0)
+        n, J = pred.n_queries, pred.n_llms
+        out = {k: np.empty((n, J)) for k in ("p_mean", "p_sd", "p_low", "p_high")}
+        # a block, its draws-last copy and std's deviations (SUMMARY_CELL_BYTES)
+        plan = pred.plan(self.memory_budget, cell=SUMMARY_CELL_BYTES * pred.n_draws)
+        for rows, llms, p in pred.blocks(plan):
+            mean, sd, qs = summarise(p, [lo, hi])
+            out["p_mean"][rows, llms], out["p_sd"][rows, llms] = mean, sd
+            out["p_low"][rows, llms], out["p_high"][rows, llms] = qs
+            del p  # before the next block is made
         return pd.DataFrame(
             {
-                "query_id": np.repeat(p["query"].to_numpy(), p.sizes["llm"]),
-                "llm": np.tile(p["llm"].to_numpy(), p.sizes["query"]),
-                "p_mean": arr.mean(axis=0).ravel(),
-                "p_sd": arr.std(axis=0).ravel(),
-                "p_low": qs[0].ravel(),
-                "p_high": qs[1].ravel(),
+                "query_id": np.repeat(q["query_id"].to_numpy(), J),
+                "llm": np.tile(np.asarray(self.llms_, dtype=object), n),
+                **{k: v.ravel() for k, v in out.items()},
             }
         )
 
@@ -610,11 +667,11 @@ class IRTRouter(BaseEstimator):
         return az.loo(idata)
 
     # ---------------------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> Path:
         """Save to a directory; see :func:`irt_bayes.persistence.save_router`."""
         from irt_bayes.persistence import save_router
 
-        return save_router(self, path)
+        return save_router(self, path, force=force)
 
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs: Any) -> IRTRouter:
