@@ -39,10 +39,25 @@ from irt_bayes.spec import ModelSpec, load_spec
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
 
-__all__ = ["AUTO_CANDIDATES", "SMALL_DATA_SPEC", "choose_model", "holdout_split"]
+__all__ = [
+    "AUTO_CANDIDATES",
+    "CLUSTER_CANDIDATE",
+    "SMALL_DATA_SPEC",
+    "candidate_label",
+    "choose_model",
+    "holdout_split",
+]
 
-# Specs ``model="auto"`` compares by held-out log loss on the training queries.
+# Specs ``model="auto"`` compares by held-out log loss on the training queries, each
+# with the router's ``domains``. How they were chosen (benchmarks/selection.py, 3-fold
+# CV on the training files): the 2PL is best or within noise on RouterBench and the
+# RouterDC set; mirt-2 and the 3PL win on response-style simulations (two answer habits,
+# a near-chance task); llm-mean is the floor auto can always fall back to.
 AUTO_CANDIDATES = ("2pl", "mirt-2", "3pl", "llm-mean")
+# With dataset labels, auto also tries the first candidate on latent clusters alone:
+# on the RouterDC training folds clusters beat labels (log loss 0.6376 vs 0.6418), on
+# RouterBench they tie (0.5130 vs 0.5129), so the data decides.
+CLUSTER_CANDIDATE = ("2pl", "clusters")
 # Spec used by ``auto`` when there are too few training queries to hold any out.
 SMALL_DATA_SPEC = "2pl"
 
@@ -60,6 +75,19 @@ def holdout_split(data: ResponseData, share: float, seed: int) -> tuple[list[str
             hold[rng.choice(rows, k, replace=False)] = True
     ids = q["query_id"].to_numpy()
     return list(ids[~hold]), list(ids[hold])
+
+
+def candidate_label(spec: str, domains: str, default: str) -> str:
+    """How a (spec, domain mode) candidate is named in the selection table."""
+    return spec if domains == default else f"{spec} ({domains})"
+
+
+def _candidates(router: IRTRouter, data: ResponseData) -> list[tuple[str, str]]:
+    """(spec, domains) pairs ``model="auto"`` compares on this data."""
+    out = [(name, router.domains) for name in AUTO_CANDIDATES]
+    if data.has_dataset and router.domains != CLUSTER_CANDIDATE[1]:
+        out.insert(1, CLUSTER_CANDIDATE)
+    return out
 
 
 def _say(router: IRTRouter, msg: str) -> None:
@@ -101,8 +129,8 @@ def choose_model(
     data: ResponseData,
     emb: np.ndarray,
     groups: dict[str, str] | None,
-) -> tuple[ModelSpec, PredictiveCheck | None, pd.DataFrame | None, str]:
-    """The spec to fit, its held-out check, the candidates' table and a one-line note.
+) -> tuple[ModelSpec, str, PredictiveCheck | None, pd.DataFrame | None, str]:
+    """The spec and domain mode to fit, its held-out check, the candidates' table, a note.
 
     Parameters
     ----------
@@ -118,10 +146,14 @@ def choose_model(
     Returns
     -------
     spec : ModelSpec
+    domains : str
+        The domain mode to fit it with (the router's, or ``"clusters"`` when auto's
+        cluster candidate won).
     check : PredictiveCheck or None
         None when nothing was held out.
     table : pandas.DataFrame or None
-        Per candidate: held-out ``log_loss``, ``max_gap`` and ``check`` (ok / flagged).
+        Per candidate (``"2pl"``, ``"2pl (clusters)"``...): held-out ``log_loss``,
+        ``max_gap``, ``check`` (ok / flagged) and ``chosen``.
     note : str
         Why this spec, in one line.
     """
@@ -136,7 +168,7 @@ def choose_model(
             if auto
             else f"no held-out check ({why})"
         )
-        return spec, None, None, note
+        return spec, router.domains, None, None, note
     fit_ids, hold_ids = holdout_split(data, router.holdout, router.seed)
     pos = pd.Index(data.query_ids)
     fit, hold = data.select(queries=fit_ids), data.select(queries=hold_ids)
@@ -147,16 +179,17 @@ def choose_model(
     hold_q = hold.queries.drop(columns=[c for c in ("dataset", "split") if c in hold.queries])
     true_ds = hold.queries["dataset"].astype(str).to_numpy() if hold.has_dataset else None
 
-    names = list(AUTO_CANDIDATES) if auto else [router.model]
+    candidates = _candidates(router, data) if auto else [(router.model, router.domains)]
     rows, checks, specs = {}, {}, {}
-    for name in names:
+    for name, domains in candidates:
         spec = load_spec(name)
+        label = candidate_label(spec.name, domains, router.domains)
         _say(
             router,
-            f"checking {spec.name} on {fit.n_queries} training queries, "
-            f"{hold.n_queries} held out ...",
+            f"checking {label} on {fit.n_queries} training queries, {hold.n_queries} held out ...",
         )
-        sub = type(router)(**{**router.get_params(), "model": spec, "holdout": 0.0})
+        params = {**router.get_params(), "model": spec, "holdout": 0.0, "domains": domains}
+        sub = type(router)(**params)
         sub._encoder = getattr(router, "_encoder", None)
         sub._fit_core(spec, fit, emb_fit, groups)
         sub.encoder_id_ = "precomputed"
@@ -164,8 +197,8 @@ def choose_model(
         p = p.reindex(llm=llms).transpose("draw", "query", "llm").to_numpy()
         w = np.where(np.isnan(p).any(axis=0), 0.0, weight)
         chk = predictive_check(np.nan_to_num(p, nan=0.5), score, w, llms, true_ds)
-        checks[spec.name], specs[spec.name] = chk, spec
-        rows[spec.name] = {
+        checks[label], specs[label] = chk, (spec, domains)
+        rows[label] = {
             "log_loss": chk.log_loss,
             "max_gap": chk.max_gap,
             "check": "ok" if chk.ok else f"{len(chk.flagged)} flagged",
@@ -177,6 +210,7 @@ def choose_model(
     passing = table[table["check"] == "ok"]
     best = str((passing if len(passing) else table)["log_loss"].idxmin())
     chosen = table.loc[best]
+    table["chosen"] = table.index == best
     if auto:
         others = ", ".join(
             f"{m} {v:.4f}" for m, v in table["log_loss"].drop(best).sort_values().items()
@@ -199,4 +233,4 @@ def choose_model(
         )
     if chosen.log_loss > ref:
         note += "; WARNING: worse than per-LLM training accuracy"
-    return specs[best], checks[best], table, note
+    return (*specs[best], checks[best], table, note)

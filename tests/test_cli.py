@@ -40,16 +40,18 @@ def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 def test_fit_saves_router(cli_env: dict[str, Path]) -> None:
     meta = json.loads((cli_env["router"] / "router.json").read_text())
-    from irt_bayes.selection import AUTO_CANDIDATES
+    from irt_bayes.selection import AUTO_CANDIDATES, CLUSTER_CANDIDATE, candidate_label
 
     assert len(meta["llms"]) == 6
     # the default is --model auto: every candidate was scored on held-out training queries
     assert meta["spec"]["name"] in AUTO_CANDIDATES
-    assert sorted(meta["selection"]["model"]) == sorted(AUTO_CANDIDATES)
+    clusters = candidate_label(*CLUSTER_CANDIDATE, "labels+clusters")
+    assert sorted(meta["selection"]["model"]) == sorted([*AUTO_CANDIDATES, clusters])
     sel = pd.DataFrame(meta["selection"])
     ok = sel[sel["check"] == "ok"] if (sel["check"] == "ok").any() else sel
     best = ok.sort_values("log_loss")["model"].iloc[0]
-    assert meta["spec"]["name"] == best
+    assert sel.loc[sel["chosen"], "model"].tolist() == [best]
+    assert meta["spec"]["name"] == best.split(" ")[0]
     assert meta["selection_note"].startswith(f"model auto: chose {best}")
     assert meta["check"]["n_queries"] == 30  # 20% of each domain's ~27 queries held out
     assert meta["encoder_id"] == "all-MiniLM-L6-v2:tail"

@@ -316,16 +316,22 @@ def test_log_likelihood_includes_llm_slopes(encoder):
 
 # --------------------------------------------------------------- model="auto" and checks
 def test_default_router_chooses_among_candidates_by_held_out_check(auto_router):
-    from irt_bayes.selection import AUTO_CANDIDATES
+    from irt_bayes.selection import AUTO_CANDIDATES, CLUSTER_CANDIDATE, candidate_label
 
     sel = auto_router.selection_
-    assert set(sel.index) == set(AUTO_CANDIDATES)
+    # labelled data: the first candidate is also tried on latent clusters alone
+    clusters = candidate_label(*CLUSTER_CANDIDATE, auto_router.domains)
+    assert set(sel.index) == {*AUTO_CANDIDATES, clusters}
     ok = sel[sel["check"] == "ok"]
-    assert auto_router.spec_.name == (ok if len(ok) else sel)["log_loss"].idxmin()
+    best = (ok if len(ok) else sel)["log_loss"].idxmin()
+    assert sel.index[sel["chosen"]].tolist() == [best]
+    assert auto_router.spec_.name == best.split(" ")[0]
+    expect_source = "clusters" if best == clusters else auto_router.domains
+    assert auto_router.domain_ is None or auto_router.domain_.source == expect_source
     # never worse than each LLM's training accuracy on the held-out queries
-    assert sel.loc[auto_router.spec_.name, "log_loss"] <= sel.attrs["reference_log_loss"]
+    assert sel.loc[best, "log_loss"] <= sel.attrs["reference_log_loss"]
     note = auto_router.selection_note_
-    assert note.startswith(f"model auto: chose {auto_router.spec_.name}") and "\n" not in note
+    assert note.startswith(f"model auto: chose {best}") and "\n" not in note
     chk = auto_router.check_
     # 20% of each simulated domain's queries, rounded per domain
     per_domain = auto_router.train_queries_["dataset"].value_counts()
