@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import glob
 import json
 import os
 import shutil
@@ -238,7 +239,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _clean_stale(parent: Path, name: str) -> None:
     """Remove temporary folders of ``name`` left by dead processes (marker checked)."""
-    for tmp in parent.glob(f".{name}.*{_TMP_SUFFIX}"):
+    for tmp in parent.glob(f".{glob.escape(name)}.*{_TMP_SUFFIX}"):
         try:
             pid = int(tmp.name[: -len(_TMP_SUFFIX)].rsplit(".", 1)[-1])
             meta = json.loads((tmp / MARKER).read_text())
