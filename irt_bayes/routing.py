@@ -237,8 +237,12 @@ def _cost_weight(
         raise IrtBayesError("give exactly one of willingness_to_pay (USD) or alpha (0..1)")
     n = cost.shape[0]
     if willingness_to_pay is not None:
-        if willingness_to_pay < 0:
-            raise IrtBayesError(f"willingness_to_pay must be >= 0, got {willingness_to_pay}")
+        # NaN compares False with everything: it would make every utility NaN and argmax
+        # pick the first LLM listed, so non-finite weights are refused here
+        if not np.isfinite(willingness_to_pay) or willingness_to_pay < 0:
+            raise IrtBayesError(
+                f"willingness_to_pay must be a finite number >= 0, got {willingness_to_pay}"
+            )
         return np.ones((n, 1)), np.full((n, 1), float(willingness_to_pay))
     if not 0.0 <= alpha <= 1.0:
         raise IrtBayesError(f"alpha must be in [0, 1], got {alpha}")
@@ -641,6 +645,10 @@ def route(
     from irt_bayes.router import as_query_frame
 
     _check_policy(policy)
+    if budget is not None and not (np.isfinite(budget) and budget > 0):
+        raise IrtBayesError(f"budget must be a finite number of USD > 0, got {budget}")
+    if not 0.0 < quantile < 1.0:  # also False for NaN
+        raise IrtBayesError(f"quantile must be in (0, 1), got {quantile}")
     q = as_query_frame(queries)
     if memory_budget is None:
         memory_budget = getattr(router, "memory_budget", None)

@@ -175,6 +175,23 @@ def test_bad_knobs(draws: xr.DataArray) -> None:
         route(None, list("abc"), draws=draws, costs=PRICES * -1, alpha=0.5)
 
 
+@pytest.mark.parametrize(
+    "knob",
+    [
+        {"willingness_to_pay": float("nan")},  # sent every query to the first LLM listed
+        {"willingness_to_pay": float("inf")},
+        {"alpha": float("nan")},
+        {"alpha": 0.5, "budget": float("nan")},  # was ignored, with a multiplier reported
+        {"alpha": 0.5, "budget": 0.0},
+        {"alpha": 0.5, "policy": "risk-averse", "quantile": float("nan")},
+        {"alpha": 0.5, "policy": "risk-averse", "quantile": 1.5},
+    ],
+)
+def test_non_finite_knobs_are_refused(draws: xr.DataArray, knob: dict) -> None:
+    with pytest.raises(IrtBayesError):
+        route(None, list("abc"), draws=draws, costs=PRICES, **knob)
+
+
 def test_per_query_costs(draws: xr.DataArray) -> None:
     cost = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
     res = route(None, list("abc"), draws=draws, costs=cost, willingness_to_pay=1.0)
