@@ -81,6 +81,7 @@ from fit import (  # noqa: E402  (shared helpers of the fit benchmark)
 from irt_bayes import IRTRouter  # noqa: E402
 from irt_bayes.memory import MEMORY_BUDGET  # noqa: E402
 from irt_bayes.routing import route  # noqa: E402
+from irt_bayes.simulate import wide_pool  # noqa: E402
 
 WARMUPS: tuple[str | None, ...] = (None, "irt-router")
 TARGET_S = 0.5
@@ -119,21 +120,8 @@ def best_of(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
 
 
 def wide_router(n_llms: int, seed: int, memory_budget: int) -> IRTRouter:
-    """llm-mean fitted by ADVI to a hand-built frame of ``n_llms`` LLMs x 6 queries."""
-    rng = np.random.default_rng(seed)
-    n_q = 6
-    ability, difficulty = rng.normal(0, 1, n_llms), rng.normal(0, 1, n_q)
-    p = 1 / (1 + np.exp(difficulty[:, None] - ability[None, :]))
-    frame = pd.DataFrame(
-        {
-            "query_id": np.repeat([f"t{i}" for i in range(n_q)], n_llms),
-            "query": np.repeat([f"training query {i}" for i in range(n_q)], n_llms),
-            "llm": np.tile([f"llm-{j:05d}" for j in range(n_llms)], n_q),
-            "score": (rng.random((n_q, n_llms)) < p).astype(float).ravel(),
-            "cost": np.tile(rng.uniform(1e-4, 1e-2, n_llms), n_q),
-        }
-    )
-    emb = rng.standard_normal((n_q, 16)).astype(np.float32)
+    """llm-mean fitted by ADVI to :func:`irt_bayes.simulate.wide_pool` (``n_llms`` x 6)."""
+    frame, emb = wide_pool(n_llms, seed=seed)
     router = IRTRouter(
         "llm-mean",
         progress=False,

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["LLM_CATALOGUE", "DOMAINS", "STYLES", "SimulatedPool", "simulate_pool"]
+__all__ = ["LLM_CATALOGUE", "DOMAINS", "STYLES", "SimulatedPool", "simulate_pool", "wide_pool"]
 
 ScoreType = Literal["binary", "binomial", "fraction"]
 # Response styles that break the plain 2PL (see simulate_pool): real pools have them.
@@ -946,3 +946,48 @@ def simulate_pool(
     truth["price"].attrs["units"] = "USD per query (mean)"
     truth["cost"].attrs["units"] = "USD"
     return SimulatedPool(responses=responses, truth=truth)
+
+
+def wide_pool(
+    n_llms: int, n_queries: int = 6, seed: int = 0, dim: int = 16
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """A Rasch pool of many anonymous LLMs and a few queries, for scale checks.
+
+    :func:`simulate_pool` names at most a dozen fictional LLMs; routing at scale needs
+    thousands. Texts are placeholders, so random embeddings come with the frame.
+
+    Parameters
+    ----------
+    n_llms, n_queries : int
+        Pool size: ``llm-00000`` ... and queries ``t0`` ...
+    seed : int
+        Everything is drawn from one generator with this seed.
+    dim : int
+        Embedding dimension.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        Tidy responses (``query_id, query, llm, score, cost``), query-major.
+    embeddings : numpy.ndarray
+        (n_queries, dim) float32, in ``query_id`` order.
+
+    Examples
+    --------
+    >>> frame, emb = wide_pool(1000, seed=1)
+    >>> frame["llm"].nunique(), emb.shape
+    (1000, (6, 16))
+    """
+    rng = np.random.default_rng(seed)
+    ability, difficulty = rng.normal(0, 1, n_llms), rng.normal(0, 1, n_queries)
+    p = 1 / (1 + np.exp(difficulty[:, None] - ability[None, :]))
+    frame = pd.DataFrame(
+        {
+            "query_id": np.repeat([f"t{i}" for i in range(n_queries)], n_llms),
+            "query": np.repeat([f"training query {i}" for i in range(n_queries)], n_llms),
+            "llm": np.tile([f"llm-{j:05d}" for j in range(n_llms)], n_queries),
+            "score": (rng.random((n_queries, n_llms)) < p).astype(float).ravel(),
+            "cost": np.tile(rng.uniform(1e-4, 1e-2, n_llms), n_queries),
+        }
+    )
+    return frame, rng.standard_normal((n_queries, dim)).astype(np.float32)

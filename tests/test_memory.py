@@ -26,6 +26,7 @@ from irt_bayes.errors import IrtBayesError
 from irt_bayes.inference import ConvergenceWarning
 from irt_bayes.memory import MEMORY_BUDGET, Blocks, check_budget, plan_blocks
 from irt_bayes.routing import POLICIES, route
+from irt_bayes.simulate import wide_pool
 
 # Traced peak allowed, as a multiple of the budget: the estimates of a block's arrays
 # are measured ones, and what the budget does not cover (the (query, LLM) results, the
@@ -155,21 +156,8 @@ N_LLMS = 10_000
 
 @pytest.fixture(scope="module")
 def wide_router() -> IRTRouter:
-    """llm-mean fitted by ADVI to 10,000 LLMs x 6 queries of a hand-built tidy frame."""
-    rng = np.random.default_rng(7)
-    n_q = 6
-    ability, difficulty = rng.normal(0, 1, N_LLMS), rng.normal(0, 1, n_q)
-    p = 1 / (1 + np.exp(difficulty[:, None] - ability[None, :]))
-    frame = pd.DataFrame(
-        {
-            "query_id": np.repeat([f"t{i}" for i in range(n_q)], N_LLMS),
-            "query": np.repeat([f"training query {i}" for i in range(n_q)], N_LLMS),
-            "llm": np.tile([f"llm-{j:05d}" for j in range(N_LLMS)], n_q),
-            "score": (rng.random((n_q, N_LLMS)) < p).astype(float).ravel(),
-            "cost": np.tile(rng.uniform(1e-4, 1e-2, N_LLMS), n_q),
-        }
-    )
-    emb = rng.standard_normal((n_q, 16)).astype(np.float32)
+    """llm-mean fitted by ADVI to 10,000 LLMs x 6 queries (a hand-built Rasch pool)."""
+    frame, emb = wide_pool(N_LLMS, seed=7)
     router = IRTRouter(
         "llm-mean",
         progress=False,
