@@ -19,6 +19,9 @@ from irt_bayes import report as R
 from irt_bayes.cli import main
 from irt_bayes.errors import IrtBayesError
 from irt_bayes.inference import ConvergenceWarning
+from irt_bayes.report import document
+from irt_bayes.report.posterior import _p_observed
+from irt_bayes.report.texts import _display_texts
 from irt_bayes.spec import ModelSpec, load_spec
 
 pytestmark = pytest.mark.slow
@@ -193,7 +196,7 @@ def test_report_probabilities_include_llm_specific_slopes(env) -> None:
     y = router.idata_.observed_data["y"].to_numpy()
     ll = router.log_likelihood().stack(sample=("chain", "draw")).transpose("sample", "obs")
     p_ll = np.where(y == 1, np.exp(ll.to_numpy()), -np.expm1(ll.to_numpy()))
-    p_report = np.concatenate(list(R._p_observed(router, np.arange(p_ll.shape[0]))))
+    p_report = np.concatenate(list(_p_observed(router, np.arange(p_ll.shape[0]))))
     np.testing.assert_allclose(p_report, p_ll, rtol=1e-8, atol=1e-12)
 
 
@@ -262,10 +265,10 @@ def test_display_texts_cut_shared_few_shot_prefix() -> None:
     shots = "Q: 1+1?\nA: 2\n\nQ: 2+2?\nA: 4\n\nQ: what is the answer to this?\n"
     tail = "\nReply with the answer only, without any explanation.\nAnswer:"
     texts = pd.Series([shots + "Q: 3+5?" + tail, shots + "Q: capital of Peru?" + tail])
-    out = R._display_texts(texts, np.array(["d", "d"]))
+    out = _display_texts(texts, np.array(["d", "d"]))
     assert out.tolist() == ["… Q: 3+5? …", "… Q: capital of Peru? …"]
     # nothing shared: unchanged, but collapsed to one line and shortened
-    solo = R._display_texts(pd.Series(["a\nb", "c " * 300]), np.array(["x", "y"]))
+    solo = _display_texts(pd.Series(["a\nb", "c " * 300]), np.array(["x", "y"]))
     assert solo.iloc[0] == "a b" and len(solo.iloc[1]) <= 240
 
 
@@ -398,7 +401,8 @@ def test_failed_report_leaves_nothing(env, tmp_path: Path, monkeypatch) -> None:
     def boom(*args, **kwargs):
         raise RuntimeError("plot failed")
 
-    monkeypatch.setattr(R, "plot_icc", boom)
+    # build_report looks its figures up in the module that defines it
+    monkeypatch.setattr(document, "plot_icc", boom)
     with pytest.raises(RuntimeError):
         R.build_report(env["routers"]["rasch"], tmp_path / "rep")
     assert list(tmp_path.iterdir()) == []
