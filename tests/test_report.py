@@ -10,6 +10,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from matplotlib.figure import Figure
 from PIL import Image
 from scipy.special import expit
@@ -297,6 +298,18 @@ def test_convergence_table_and_verdict(r2pl: IRTRouter) -> None:
 
 
 # ------------------------------------------------------------------------------ figures
+def test_heat_maps_label_every_cell_but_the_nan_diagonal() -> None:
+    names = ["a", "b", "c"]
+    vals = np.array([[np.nan, 0.9, 0.75], [0.1, np.nan, 0.5], [0.25, 0.5, np.nan]])
+    p = xr.DataArray(vals, dims=("llm", "opponent"), coords={"llm": names, "opponent": names})
+    texts = R.plot_beat_probability(p).axes[0].texts
+    got = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in texts}
+    assert set(got) == {(i, j) for i in range(3) for j in range(3) if i != j}
+    assert got[0, 1].get_text() == "0.90" and got[0, 1].get_color() == "white"
+    assert got[0, 2].get_text() == "0.75" and got[0, 2].get_color() == "black"
+    assert got[1, 0].get_color() == "white"  # far from 0.5 either way
+
+
 @pytest.mark.parametrize(
     "plot",
     [

@@ -16,6 +16,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import xarray as xr
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from irt_bayes.components import NUMPY, has
@@ -64,6 +65,23 @@ def _new_figure(width: float, height: float) -> Figure:
     """A figure on the Agg canvas; sizes are whole half-inches so pixel sizes are exact."""
     width, height = np.ceil(2 * width) / 2, np.ceil(2 * height) / 2
     return Figure(figsize=(width, height), dpi=FIGURE_DPI, layout="constrained")
+
+
+def _label_cells(ax: Axes, vals: np.ndarray, dark: np.ndarray, fontsize: float) -> None:
+    """Write each heat-map cell's value in it (two decimals), white where ``dark``.
+
+    Cells with a NaN value (the diagonal of the beat matrix) stay blank.
+    """
+    for i, j in zip(*np.nonzero(np.isfinite(vals)), strict=True):
+        ax.text(
+            j,
+            i,
+            f"{vals[i, j]:.2f}",
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            color="white" if dark[i, j] else "black",
+        )
 
 
 def plot_abilities(router: IRTRouter, hdi_prob: float = HDI_PROB) -> Figure:
@@ -159,17 +177,7 @@ def plot_dataset_abilities(source: IRTRouter | pd.DataFrame) -> Figure:
     centred = vals - vals.mean(axis=0, keepdims=True)
     lim = max(float(np.nanmax(np.abs(centred))), 0.1)
     im = ax.imshow(centred, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-    for i in range(vals.shape[0]):
-        for j in range(vals.shape[1]):
-            ax.text(
-                j,
-                i,
-                f"{vals[i, j]:.2f}",
-                ha="center",
-                va="center",
-                fontsize=9,
-                color="white" if abs(centred[i, j]) > 0.6 * lim else "black",
-            )
+    _label_cells(ax, vals, dark=np.abs(centred) > 0.6 * lim, fontsize=9)
     ax.set_xticks(range(len(datasets)), datasets, rotation=20, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(len(llms)), llms)
     ax.set_title("Ability on each dataset (logits, posterior mean)", fontsize=10)
@@ -208,19 +216,7 @@ def plot_beat_probability(source: IRTRouter | xr.DataArray) -> Figure:
     cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="#eeeeee")  # grey diagonal
     im = ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, vmin=0, vmax=1)
     if n <= 16:  # beyond that the numbers no longer fit their cells
-        for i in range(n):
-            for j in range(n):
-                if i != j:
-                    v = vals[i, j]
-                    ax.text(
-                        j,
-                        i,
-                        f"{v:.2f}",
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                        color="white" if abs(v - 0.5) > 0.3 else "black",
-                    )
+        _label_cells(ax, vals, dark=np.abs(vals - 0.5) > 0.3, fontsize=8)  # NaN diagonal: blank
     ax.set_xticks(range(n), names, rotation=40, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(n), names)
     ax.set_xlabel("opponent")
@@ -559,17 +555,7 @@ def plot_skill_loadings(source: IRTRouter | pd.DataFrame) -> Figure:
     ax = fig.add_subplot()
     vals = share.to_numpy()
     im = ax.imshow(vals, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    for i in range(vals.shape[0]):
-        for j in range(vals.shape[1]):
-            ax.text(
-                j,
-                i,
-                f"{vals[i, j]:.2f}",
-                ha="center",
-                va="center",
-                fontsize=9,
-                color="white" if vals[i, j] > 0.6 else "black",
-            )
+    _label_cells(ax, vals, dark=vals > 0.6, fontsize=9)
     ax.set_xticks(range(len(skills)), skills)
     ax.set_yticks(range(len(datasets)), datasets)
     ax.set_xlabel("skill")
