@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 
+import irt_bayes
 from irt_bayes.checks import PredictiveCheck
 from irt_bayes.components import Structure, components_for, posterior_variables
 from irt_bayes.domains import DomainModel
@@ -49,10 +49,7 @@ _FILES = ("router.json", "posterior.nc", "arrays.npz")
 
 def package_version() -> str:
     """Installed irt-bayes version (``"unknown"`` when run from a bare checkout)."""
-    try:
-        return version("irt-bayes")
-    except PackageNotFoundError:
-        return "unknown"
+    return irt_bayes.__version__
 
 
 def _json_default(obj: Any) -> Any:
