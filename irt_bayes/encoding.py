@@ -42,7 +42,6 @@ import hashlib
 import os
 import re
 import sqlite3
-import sys
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -51,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from irt_bayes import progress
 from irt_bayes.errors import DataError, IrtBayesError
 
 if TYPE_CHECKING:
@@ -383,7 +383,9 @@ class QueryEncoder:
         if show is None:
             show = len(texts) > _PROGRESS_THRESHOLD
         out: dict[str, np.ndarray] = {}
-        bar = _progress(len(texts), f"Embedding ({self._encoder_id})", enabled=bool(show))
+        bar = progress.bar(
+            len(texts), f"embedding with {self._encoder_id}", unit="text", enabled=bool(show)
+        )
         try:
             with torch.inference_mode():
                 for idx, vecs in _encode_batches(model, texts, self._batch_size):
@@ -594,14 +596,6 @@ def _quiet_transformers() -> Iterator[None]:
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
-
-
-def _progress(total: int, desc: str, *, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="text", file=sys.stderr, dynamic_ncols=True)
 
 
 def _cache_filename(encoder_id: str) -> str:

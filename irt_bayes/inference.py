@@ -20,6 +20,8 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
+from irt_bayes import progress as _progress
+
 __all__ = [
     "ConvergenceWarning",
     "Diagnostics",
@@ -240,11 +242,18 @@ def sample_nuts(
     import nutpie
 
     t0 = time.perf_counter()
-    compiled = nutpie.compile_pymc_model(model)
+    _progress.compile_notice(progress)
+    with _progress.Heartbeat("compiling the model for NUTS (nutpie, numba)", enabled=progress):
+        compiled = nutpie.compile_pymc_model(model)
+    _progress.compiled()
     kwargs = {"cores": cores} if cores else {}
-    idata = nutpie.sample(
-        compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=progress, **kwargs
-    )
+    # nutpie's bar redraws in place: in a log it would be one frozen line
+    bar = progress and _progress.interactive()
+    what = f"NUTS: {chains} chains x ({tune} warm-up + {draws} draws)"
+    with _progress.Heartbeat(what, enabled=progress, quiet_in_terminal=True):
+        idata = nutpie.sample(
+            compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=bar, **kwargs
+        )
     idata = align_skills(slim_posterior(idata))
     diag = diagnose(idata, method="nuts", seconds=time.perf_counter() - t0)
     return idata, diag
@@ -278,6 +287,21 @@ class _ElboConvergence:
         if self.hits >= self.patience:
             self.stopped_at = i
             raise StopIteration
+
+
+class _AdviLog:
+    """ADVI progress as log lines: when compiling ended, then every ``LOG_EVERY`` s."""
+
+    def __init__(self, max_iter: int, t0: float) -> None:
+        self.max_iter, self.t0 = max_iter, t0
+        self.ticker: _progress.Ticker | None = None
+
+    def __call__(self, approx: object, losses: np.ndarray, i: int) -> None:
+        if self.ticker is None:  # the first step runs once compiling is done
+            took = time.perf_counter() - self.t0
+            _progress.say(f"ADVI: compiled in {took:.0f} s; up to {self.max_iter:,} steps")
+            self.ticker = _progress.Ticker("ADVI", self.max_iter, unit="step")
+        self.ticker.set(i, f"loss {losses[-1]:,.1f}")
 
 
 def fit_advi(
@@ -319,6 +343,11 @@ def fit_advi(
     """
     t0 = time.perf_counter()
     check = _ElboConvergence(tol=tol)
+    bar = progress and _progress.interactive()
+    callbacks: list = [check]
+    if progress and not bar:  # plain lines for logs, where PyMC's bar would freeze
+        callbacks.append(_AdviLog(max_iter, t0))
+    _progress.compile_notice(progress)
     # PyMC logs "Interrupted at N" when our check stops it early, which reads like a
     # failure; the Diagnostics verdict says what happened instead.
     pm_log = logging.getLogger("pymc")
@@ -331,11 +360,17 @@ def fit_advi(
                 method="advi",
                 obj_optimizer=pm.adam(learning_rate=learning_rate),
                 random_seed=seed,
-                callbacks=[check],
-                progressbar=progress,
+                callbacks=callbacks,
+                progressbar=bar,
             )
     finally:
         pm_log.setLevel(level)
+    _progress.compiled()
+    if progress:
+        # says why a bar stopped short of 100%
+        stop = check.stopped_at
+        how = f"converged at step {stop:,}" if stop else f"reached {max_iter:,} steps"
+        _progress.say(f"ADVI {how}; drawing {draws:,} samples from the approximation")
     with model:
         idata = approx.sample(draws, random_seed=seed, return_inferencedata=True)
     idata = slim_posterior(idata)
