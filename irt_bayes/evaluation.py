@@ -27,7 +27,8 @@ Metrics (costs in USD per query, accuracy = mean score):
 ``max_accuracy``
     The highest accuracy of any sweep point.
 ``log_loss``, ``brier``, ``ece``
-    Calibration of P(correct) on every observed test pair (ECE over 10 equal bins).
+    Calibration of P(correct) on every observed test pair (ECE over 10 equal bins,
+    :func:`irt_bayes.stats.expected_calibration_error`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import pandas as pd
 
 from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError
+from irt_bayes.stats import expected_calibration_error
 
 __all__ = [
     "EvalSet",
@@ -273,18 +275,18 @@ def _hull_cost_at(hx: np.ndarray, hy: np.ndarray, accuracy: float) -> float:
 
 
 def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[str, float]:
-    """Log loss, Brier score and expected calibration error over observed pairs."""
+    """Log loss, Brier score and expected calibration error over observed pairs.
+
+    The ECE is :func:`irt_bayes.stats.expected_calibration_error` (``bins`` equal-width
+    bins, every pair weighted equally), the one ``irt-bayes report`` gives in-sample.
+    """
     m = ~np.isnan(y)
-    p, y = np.clip(p[m], 1e-6, 1 - 1e-6), y[m]
+    y = y[m]
+    ece = expected_calibration_error(p[m], y, bins)
+    p = np.clip(p[m], 1e-6, 1 - 1e-6)  # for the logarithms
     ll = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
     brier = float(np.mean((p - y) ** 2))
-    idx = np.minimum((p * bins).astype(int), bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        s = idx == b
-        if s.any():
-            ece += s.mean() * abs(y[s].mean() - p[s].mean())
-    return {"log_loss": ll, "brier": brier, "ece": float(ece)}
+    return {"log_loss": ll, "brier": brier, "ece": ece}
 
 
 def evaluate(

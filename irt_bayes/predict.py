@@ -76,6 +76,7 @@ __all__ = [
     "sample_atoms",
     "sample_index",
     "select_tau",
+    "stack_draws",
     "summarise",
     "take_llms",
     "training_logit",

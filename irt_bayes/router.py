@@ -50,11 +50,11 @@ from irt_bayes.predict import (
     training_log_likelihood,
 )
 from irt_bayes.spec import ModelSpec
+from irt_bayes.stats import HDI_PROB
 
 __all__ = ["IRTRouter", "as_query_frame", "response_grid", "HDI_PROB"]
 
 Warmup = Literal["irt-router"] | None
-HDI_PROB = 0.94
 # Posterior draws kept for prediction (evenly thinned).
 PREDICT_DRAWS = 1000
 # Fewest training queries for a held-out check (and for model="auto").

@@ -44,6 +44,7 @@ from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.memory import Blocks, plan_blocks
 from irt_bayes.predict import SUMMARY_CELL_BYTES, summarise
+from irt_bayes.stats import HDI_PROB
 
 __all__ = [
     "ArrayDraws",
@@ -57,7 +58,6 @@ __all__ = [
 ]
 
 POLICIES = ("expected-utility", "risk-averse", "prob-best", "thompson")
-HDI_PROB = 0.94
 
 
 class QueryCostModel:

@@ -19,11 +19,14 @@ from irt_bayes import IRTRouter, ResponseData, simulate_pool
 from irt_bayes import report as R
 from irt_bayes.cli import main
 from irt_bayes.errors import IrtBayesError
+from irt_bayes.evaluation import calibration
 from irt_bayes.inference import ConvergenceWarning
+from irt_bayes.predict import sample_index
 from irt_bayes.report import document
-from irt_bayes.report.posterior import _p_observed
+from irt_bayes.report.posterior import _observations, _p_observed
 from irt_bayes.report.texts import _display_texts
 from irt_bayes.spec import ModelSpec, load_spec
+from irt_bayes.stats import calibration_bins, expected_calibration_error
 
 pytestmark = pytest.mark.slow
 
@@ -233,6 +236,19 @@ def test_calibration_table_counts_every_response(r2pl: IRTRouter) -> None:
     assert ((cal["predicted"] >= cal["bin_low"]) & (cal["predicted"] <= cal["bin_high"])).all()
     assert ((cal["ci_low"] <= cal["observed"]) & (cal["observed"] <= cal["ci_high"])).all()
     assert 0 <= cal.attrs["ece"] < 0.2
+
+
+def test_report_ece_is_the_evaluation_ece(r2pl: IRTRouter) -> None:
+    # the report's in-sample ECE is the number `irt-bayes evaluate` gives on the same pairs
+    cal = R.calibration_table(r2pl)
+    idx = sample_index(r2pl.idata_, 500)
+    p = np.concatenate(list(_p_observed(r2pl, idx))).mean(axis=0)
+    score = _observations(r2pl)["score"]
+    assert cal.attrs["ece"] == pytest.approx(calibration(p, score)["ece"], rel=1e-12)
+    assert cal.attrs["ece"] == pytest.approx(expected_calibration_error(p, score), rel=1e-12)
+    bins = calibration_bins(p, score)
+    np.testing.assert_allclose(cal["observed"], bins["observed"], rtol=1e-12)
+    np.testing.assert_array_equal(cal["n"], bins["n"])
 
 
 def test_query_table_matches_posterior(env, r2pl: IRTRouter) -> None:

@@ -73,7 +73,6 @@ from irt_bayes.report.figures import (
     plot_query_parameters,
     plot_skill_loadings,
 )
-from irt_bayes.report.posterior import HDI_PROB
 from irt_bayes.report.summaries import (
     ability_table,
     accuracy_check,
@@ -88,6 +87,7 @@ from irt_bayes.report.summaries import (
     skill_loadings,
     skill_top_queries,
 )
+from irt_bayes.stats import HDI_PROB
 
 __all__ = [
     "FIGURE_DPI",

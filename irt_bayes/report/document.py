@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from irt_bayes.outputs import atomic_directory, check_output_dir
+from irt_bayes.predict import sample_index
 from irt_bayes.report.figures import (
     FIGURE_DPI,
     plot_abilities,
@@ -31,12 +32,10 @@ from irt_bayes.report.figures import (
     plot_skill_loadings,
 )
 from irt_bayes.report.posterior import (
-    HDI_PROB,
     DataLike,
     _as_data,
     _as_router,
     _free_discrimination,
-    _n_samples,
     _observations,
     _query_datasets,
     _query_ids,
@@ -56,6 +55,7 @@ from irt_bayes.report.summaries import (
     skill_top_queries,
 )
 from irt_bayes.report.texts import _query_texts
+from irt_bayes.stats import HDI_PROB
 
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
@@ -304,6 +304,7 @@ def _doc(router: IRTRouter, v: dict[str, Any]) -> _Doc:
     ab, beat, acc, cal = v["ab"], v["beat"], v["acc"], v["cal"]
     hdi_prob, has_text, multi = v["hdi_prob"], v["has_text"], v["multi"]
     o = _observations(router)
+    n_draws = len(sample_index(router.idata_, None))
     d = _Doc()
     d.heading(f"irt-bayes report: {router.spec_.name}", 1)
     ds = router.datasets_ or sorted(set(_query_datasets(router)))
@@ -312,7 +313,7 @@ def _doc(router: IRTRouter, v: dict[str, Any]) -> _Doc:
         f"{len(o['y'])} responses ({router.likelihood_} likelihood), datasets: "
         f"{', '.join(map(str, ds))}. Model {router.spec_.name} with {len(v['skills'])} "
         f"skill(s), fitted by {router.diagnostics_.method.upper()} "
-        f"({_n_samples(router)} posterior draws); intervals are {hdi_prob:.0%} HDIs."
+        f"({n_draws} posterior draws); intervals are {hdi_prob:.0%} HDIs."
     )
     d.para(f"Convergence: {v['verdict']}", "verdict")
     emb = router.train_embeddings_

@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 from irt_bayes.components import NUMPY, has
 from irt_bayes.components.likelihood import response
 from irt_bayes.errors import IrtBayesError
+from irt_bayes.predict import sample_index
 from irt_bayes.report.posterior import (
-    HDI_PROB,
     DataLike,
     _ability_grid,
     _as_router,
@@ -34,7 +34,6 @@ from irt_bayes.report.posterior import (
     _query_datasets,
     _query_ids,
     _quiet_arviz,
-    _sample_index,
     _skills,
 )
 from irt_bayes.report.summaries import (
@@ -47,6 +46,7 @@ from irt_bayes.report.summaries import (
     skill_loadings,
 )
 from irt_bayes.report.texts import _display_texts, _query_texts, _wrap
+from irt_bayes.stats import HDI_PROB
 
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
@@ -449,7 +449,7 @@ def plot_icc(
         unknown = [q for q, i in zip(query_ids, picks, strict=True) if i < 0]
         if unknown:
             raise IrtBayesError(f"query {unknown[0]!r} is not a training query of this router")
-    sidx = _sample_index(router, n_draws)
+    sidx = sample_index(router.idata_, n_draws)
     has_a = _free_discrimination(router)
     a_all = _draws(router, "discrimination", "query", "skill") if has_a else None
     texts = _query_texts(router, data)
@@ -459,7 +459,7 @@ def plot_icc(
     # Every term but the difficulty, per (draw, query, LLM): where each LLM sits on a
     # query, straight from the model's linear predictor (offsets and slopes included).
     ability = np.concatenate(
-        [ab[:, picks, :] for ab, _ in _ability_grid(router, _sample_index(router, None))]
+        [ab[:, picks, :] for ab, _ in _ability_grid(router, sample_index(router.idata_, None))]
     )
     guess = _guessing(router)
     has_offsets = has(router.components_, "dataset_offsets")

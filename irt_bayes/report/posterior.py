@@ -30,12 +30,11 @@ from irt_bayes.components import (
 )
 from irt_bayes.data import ResponseData, load_responses
 from irt_bayes.errors import IrtBayesError
-from irt_bayes.predict import extract_draws
+from irt_bayes.predict import extract_draws, sample_index, stack_draws
 
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
 
-HDI_PROB = 0.94
 # Posterior draws per block when computing P(correct) for every (query, LLM): bounds memory
 # at roughly _CHUNK * n_queries * n_llms floats (about 60 MB on RouterBench).
 _CHUNK = 250
@@ -64,22 +63,8 @@ def _as_data(data: DataLike) -> ResponseData | None:
 
 
 def _draws(router: IRTRouter, name: str, *dims: str) -> np.ndarray:
-    """Posterior draws of a variable as (sample, *dims) with chains stacked."""
-    var = router.idata_.posterior[name].stack(sample=("chain", "draw"))
-    return np.asarray(var.transpose("sample", *dims).to_numpy(), dtype=np.float64)
-
-
-def _n_samples(router: IRTRouter) -> int:
-    post = router.idata_.posterior
-    return int(post.sizes["chain"] * post.sizes["draw"])
-
-
-def _sample_index(router: IRTRouter, max_draws: int | None) -> np.ndarray:
-    """Evenly thinned positions into the stacked draws (all of them without a cap)."""
-    n = _n_samples(router)
-    if max_draws is None or max_draws >= n:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, max_draws).round().astype(int))
+    """Every posterior draw of a variable as (sample, *dims), chains stacked."""
+    return stack_draws(router.idata_.posterior, name, dims, sample_index(router.idata_, None))
 
 
 @contextlib.contextmanager
@@ -95,13 +80,6 @@ def _quiet_arviz() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-
-
-def _hdi(values: np.ndarray, hdi_prob: float) -> np.ndarray:
-    """HDI over the first axis of (sample, ...) draws, as (..., 2) lower/higher."""
-    values = np.asarray(values, dtype=np.float64)
-    with _quiet_arviz():
-        return az.hdi(values[None, ...], hdi_prob=hdi_prob)
 
 
 def _query_ids(router: IRTRouter) -> np.ndarray:
@@ -138,7 +116,7 @@ def _guessing(router: IRTRouter) -> np.ndarray | None:
     comps = router.components_
     if not has(comps, "guessing"):
         return None
-    draws = extract_draws(router.idata_, comps, _sample_index(router, None))
+    draws = extract_draws(router.idata_, comps, sample_index(router.idata_, None))
     return item_quantities(comps, draws, _training_inputs(router), NUMPY)["c"]
 
 

@@ -14,8 +14,8 @@ from scipy import sparse, stats
 
 from irt_bayes.components import NUMPY
 from irt_bayes.components.likelihood import response
+from irt_bayes.predict import sample_index
 from irt_bayes.report.posterior import (
-    HDI_PROB,
     DataLike,
     _ability_grid,
     _as_router,
@@ -23,17 +23,16 @@ from irt_bayes.report.posterior import (
     _free_discrimination,
     _group_means,
     _guessing,
-    _hdi,
     _observations,
     _p_grid,
     _p_observed,
     _query_datasets,
     _query_ids,
     _quiet_arviz,
-    _sample_index,
     _skills,
 )
 from irt_bayes.report.texts import _display_texts, _query_texts
+from irt_bayes.stats import HDI_PROB, calibration_bins, expected_calibration_error, hdi
 
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
@@ -110,14 +109,14 @@ def dataset_ability_table(router: IRTRouter, hdi_prob: float = HDI_PROB) -> pd.D
     ds = _query_datasets(router)
     datasets = list(pd.unique(ds))
     w = _group_means(ds, datasets)
-    idx = _sample_index(router, None)
+    idx = sample_index(router.idata_, None)
     parts = [
         (np.einsum("sql,qg->sgl", ab, w), np.einsum("sql,qg->sgl", off, w))
         for ab, off in _ability_grid(router, idx)
     ]
     ability = np.concatenate([a for a, _ in parts])
     offset = np.concatenate([o for _, o in parts])
-    hdi = _hdi(ability, hdi_prob)
+    interval = hdi(ability, hdi_prob)
     D, L = ability.shape[1:]
     return pd.DataFrame(
         {
@@ -125,8 +124,8 @@ def dataset_ability_table(router: IRTRouter, hdi_prob: float = HDI_PROB) -> pd.D
             "llm": np.tile(router.llms_, D),
             "mean": ability.mean(axis=0).ravel(),
             "sd": ability.std(axis=0).ravel(),
-            "hdi_low": hdi[..., 0].ravel(),
-            "hdi_high": hdi[..., 1].ravel(),
+            "hdi_low": interval[..., 0].ravel(),
+            "hdi_high": interval[..., 1].ravel(),
             "offset": offset.mean(axis=0).ravel(),
         }
     )
@@ -167,7 +166,7 @@ def expected_accuracy(
     >>> expected_accuracy(router).mean("sample").to_series()  # doctest: +SKIP
     """
     router = _as_router(router)
-    idx = _sample_index(router, max_draws)
+    idx = sample_index(router.idata_, max_draws)
     ds = _query_datasets(router)
     groups = list(pd.unique(ds)) if by_dataset else ["all"]
     w = _group_means(ds, groups) if by_dataset else np.full((len(ds), 1), 1.0 / len(ds))
@@ -295,16 +294,16 @@ def accuracy_check(
     generative = router.likelihood_ in ("bernoulli", "binomial")
     rng = np.random.default_rng(seed)
     exp_parts, rep_parts = [], []
-    idx = _sample_index(router, max_draws)
+    idx = sample_index(router.idata_, max_draws)
     for p in _p_observed(router, idx):
         exp_parts.append(np.asarray((gm.T @ p.T).T))
         if generative:
             rep = rng.binomial(o["n"].astype(np.int64), p) / o["n"]
             rep_parts.append(np.asarray((gm.T @ rep.T).T))
     expected = np.concatenate(exp_parts)
-    hdi_e = _hdi(expected, hdi_prob)
+    hdi_e = hdi(expected, hdi_prob)
     if generative:
-        hdi_r = _hdi(np.concatenate(rep_parts), hdi_prob)
+        hdi_r = hdi(np.concatenate(rep_parts), hdi_prob)
     else:
         hdi_r = np.full((n_grp, 2), np.nan)
     out = pd.DataFrame(
@@ -331,7 +330,11 @@ def calibration_table(
 
     Each observed (query, LLM) pair gets its posterior mean P(correct); pairs are binned
     by it and each bin's mean prediction is set against its observed mean score, with a
-    94% Jeffreys interval. In-sample, so somewhat optimistic.
+    94% Jeffreys interval. In-sample, so somewhat optimistic. Bins and the calibration
+    error are :func:`irt_bayes.stats.calibration_bins` and
+    :func:`irt_bayes.stats.expected_calibration_error`, the ones ``irt-bayes evaluate``
+    reports on held-out pairs: every pair counts once, a k-of-n response at its score
+    k / n (its interval then counts it as one trial, which is conservative).
 
     Parameters
     ----------
@@ -346,8 +349,8 @@ def calibration_table(
     -------
     pandas.DataFrame
         ``bin_low, bin_high, n, predicted, observed, ci_low, ci_high`` per non-empty
-        bin; ``attrs["ece"]`` holds the expected calibration error (weighted mean of
-        ``|observed - predicted|``).
+        bin; ``attrs["ece"]`` holds the expected calibration error (mean of
+        ``|observed - predicted|`` weighted by ``n``, the pairs in each bin).
 
     See Also
     --------
@@ -359,31 +362,20 @@ def calibration_table(
     """
     router = _as_router(router)
     o = _observations(router)
-    idx = _sample_index(router, max_draws)
+    idx = sample_index(router.idata_, max_draws)
     p_sum = np.zeros(len(o["y"]))
     for p in _p_observed(router, idx):
         p_sum += p.sum(axis=0)
     p_mean = p_sum / len(idx)
-    edges = np.linspace(0, 1, n_bins + 1)
-    b = np.clip(np.digitize(p_mean, edges[1:-1]), 0, n_bins - 1)
-    df = pd.DataFrame({"bin": b, "p": p_mean, "y": o["y"], "n": o["n"]})
-    g = df.groupby("bin")
-    k, n = g["y"].sum(), g["n"].sum()
-    out = pd.DataFrame(
-        {
-            "bin_low": edges[k.index],
-            "bin_high": edges[k.index + 1],
-            "n": g.size(),
-            "predicted": g["p"].mean(),
-            "observed": k / n,
-            # Jeffreys interval, closed at 0 / 1 when no / every response is correct
-            "ci_low": np.where(k <= 0, 0.0, stats.beta.ppf(0.03, k + 0.5, n - k + 0.5)),
-            "ci_high": np.where(k >= n, 1.0, stats.beta.ppf(0.97, k + 0.5, n - k + 0.5)),
-        }
-    ).reset_index(drop=True)
-    out.attrs["ece"] = float(
-        (out["n"] * (out["observed"] - out["predicted"]).abs()).sum() / out["n"].sum()
-    )
+    # One definition with the held-out evaluation: every pair counts once, at its score.
+    out = calibration_bins(p_mean, o["score"], n_bins).drop(columns="bin")
+    n = out["n"].to_numpy()
+    k = out["observed"].to_numpy() * n  # the bin's summed scores
+    tail = (1 - HDI_PROB) / 2
+    # Jeffreys interval, closed at 0 / 1 when no / every response is correct
+    out["ci_low"] = np.where(k <= 0, 0.0, stats.beta.ppf(tail, k + 0.5, n - k + 0.5))
+    out["ci_high"] = np.where(k >= n, 1.0, stats.beta.ppf(1 - tail, k + 0.5, n - k + 0.5))
+    out.attrs["ece"] = expected_calibration_error(p_mean, o["score"], n_bins)
     return out
 
 
@@ -428,7 +420,7 @@ def query_table(
     ds = _query_datasets(router)
     o = _observations(router)
     b = _draws(router, "difficulty", "query")
-    hdi = _hdi(b, hdi_prob)
+    interval = hdi(b, hdi_prob)
     n = np.bincount(o["qi"], minlength=len(ids))
     score_sum = np.bincount(o["qi"], weights=o["score"], minlength=len(ids))
     out = pd.DataFrame(
@@ -438,8 +430,8 @@ def query_table(
             "observed": score_sum / np.where(n > 0, n, 1),
             "difficulty": b.mean(axis=0),
             "difficulty_sd": b.std(axis=0),
-            "difficulty_low": hdi[:, 0],
-            "difficulty_high": hdi[:, 1],
+            "difficulty_low": interval[:, 0],
+            "difficulty_high": interval[:, 1],
             "p_average": response(-b, _guessing(router), NUMPY).mean(axis=0),
         },
         index=pd.Index(ids, name="query_id"),
