@@ -22,12 +22,15 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
+import irt_bayes
 from irt_bayes import interrupts
 from irt_bayes.errors import IrtBayesError
 from irt_bayes.outputs import atomic_directory, check_output_dir, check_output_file, write_file
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["main", "build_parser"]
 
@@ -57,7 +60,8 @@ def _say(msg: str = "") -> None:
 
 
 def _table(df: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
-    return df.to_string(float_format=lambda v: floatfmt.format(v))
+    # "-": not defined for that row (see the command's --help)
+    return df.to_string(float_format=lambda v: floatfmt.format(v), na_rep="-")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -265,7 +269,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         chains=4,
     )
     _say(
-        f"\n2. Encoding {data.n_queries} query texts with {router._get_encoder().encoder_id} "
+        f"\n2. Encoding {data.n_queries} query texts with {_encoder_name(router)} "
         f"and fitting the 2PL by {args.method.upper()} (first on 80% of the queries, to "
         "check its predictions on the other 20%, then on all) ..."
     )
@@ -284,17 +288,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _say(_table(ab, "{:.4g}"))
     _say(f"   correlation with truth r = {r:.3f}; 94% intervals cover {cover:.0%} of true values")
 
+    import pandas as pd
+
     from irt_bayes.routing import route
 
     new = pd.DataFrame(DEMO_QUERIES, columns=["query_id", "query", "dataset"])
     _say(
-        "\n4. Routing new queries by posterior expected utility E[acc] - lam * cost "
-        "(lam = 0: best LLM; lam = 20: thrifty; risk-averse: 10% quantile of accuracy)"
+        "\n4. Routing new queries by utility = P(correct) - X * cost, X the willingness to "
+        "pay\n   (irt-bayes route --willingness-to-pay X): X = 0 takes the most accurate "
+        "LLM, X = 20 is thriftier;\n   risk-averse decides on the 10% quantile of P(correct) "
+        "instead of its mean. [94% interval]"
     )
     runs = {
-        "lam=0": route(router, new, willingness_to_pay=0.0),
-        "lam=20": route(router, new, willingness_to_pay=20.0),
-        "lam=20 risk-averse": route(router, new, willingness_to_pay=20.0, policy="risk-averse"),
+        "X=0": route(router, new, willingness_to_pay=0.0),
+        "X=20": route(router, new, willingness_to_pay=20.0),
+        "X=20 risk-averse": route(router, new, willingness_to_pay=20.0, policy="risk-averse"),
     }
     for qid, text, _ in DEMO_QUERIES:
         _say(f"   {text[:70]!r}")
@@ -310,6 +318,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _say(f"\nSaved the router to {args.out} (try: irt-bayes abilities {args.out})")
     _say(f"\nDone in {time.perf_counter() - t0:.0f} s.")
     return 0
+
+
+def _encoder_name(router) -> str:  # noqa: ANN001
+    """The encoder's id, with what its ``:tail`` suffix means."""
+    name = router._get_encoder().encoder_id
+    if name.endswith(":tail"):
+        name += " (the bundled MiniLM; ':tail': long prompts are embedded from their end)"
+    return name
 
 
 def cmd_route(args: argparse.Namespace) -> int:
@@ -342,11 +358,41 @@ def cmd_route(args: argparse.Namespace) -> int:
     _say(
         f"routed {len(res.choices)} queries ({args.policy}): mean expected accuracy "
         f"{res.mean_accuracy:.3f}, expected cost ${res.total_cost:.4f}"
-        + (f", budget multiplier {res.multiplier:.4g}" if args.budget is not None else "")
     )
+    _say(_utility_line(args, res.multiplier))
     _say(_table(counts.rename("queries").to_frame(), "{:.0f}"))
     _say(f"wrote {args.out}")
     return 0
+
+
+# what ``accuracy_used`` is, per policy (the README's Output columns say the same)
+ACCURACY_USED = {
+    "expected-utility": "the posterior mean of P(correct)",
+    "risk-averse": "the {q:.0%} posterior quantile of P(correct)",
+    "thompson": "one posterior draw of P(correct) per query",
+}
+
+
+def _utility_line(args: argparse.Namespace, multiplier: float) -> str:
+    """How ``utility`` in the decisions file was computed, in one or two lines."""
+    if args.policy == "prob-best":
+        text = "utility = the probability that the LLM has the highest utility across draws"
+    else:
+        used = ACCURACY_USED[args.policy].format(q=args.quantile)
+        lead = "accuracy_used" if args.alpha is None else f"{args.alpha:g} * accuracy_used"
+        text = f"utility = {lead} - cost_weight * expected_cost; accuracy_used = {used}"
+    if args.budget is None:
+        return text
+    if multiplier == 0.0:
+        return text + f"\nbudget ${args.budget:g}: not binding, the choices cost less"
+    if args.alpha is None:
+        raised = (
+            f"raised cost_weight from {args.willingness_to_pay:g} to "
+            f"{args.willingness_to_pay + multiplier:.4g} per USD"
+        )
+    else:
+        raised = f"added {multiplier:.4g} per USD to each query's cost_weight"
+    return text + f"\nbudget ${args.budget:g}: {raised} to keep the batch within it"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -456,44 +502,98 @@ def _add_safety(p: argparse.ArgumentParser, *, reads: bool = True, writes: bool 
         )
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows every option's default, unless its text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = action.option_strings and not (
+            default is None or default is False or default == argparse.SUPPRESS
+        )
+        if shown and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+QUIET_HELP = "no progress bars or progress lines"
+LABELS_HELP = "use the queries' dataset labels (default: route from the query text alone)"
+WARMUP_HELP = (
+    "'irt-router': blend each query's embedding with the mean of its nearest training "
+    "queries' embeddings first, as IRT-Router's warm-up does (default: no blending)"
+)
+
+
+def _command(
+    sub: argparse._SubParsersAction, name: str, summary: str, func: Callable
+) -> argparse.ArgumentParser:
+    """A subcommand whose one-line summary is both its --help description and its list entry."""
+    from irt_bayes import glossary
+
+    p = sub.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=glossary.epilog(name) or None,
+    )
+    p.formatter_class = _HelpFormatter
+    p.set_defaults(func=func)
+    return p
+
+
+def _add_fit_options(p: argparse.ArgumentParser) -> None:
+    """--method, --seed and --quiet, shared by demo and fit."""
+    p.add_argument(
+        "--method",
+        choices=["advi", "nuts"],
+        default="advi",
+        help="'advi': variational fit, fast (seconds to minutes); 'nuts': MCMC by nutpie, "
+        "slower, with R-hat and ESS and calibrated intervals",
+    )
+    p.add_argument(
+        "--seed", type=SEED, default=0, help="random seed: the same seed gives the same fit"
+    )
+    p.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     from irt_bayes.spec import available_specs
 
     p = _Parser(
         prog="irt-bayes",
-        description=("Bayesian routing of queries across LLMs with hierarchical IRT (PyMC)."),
+        description="Bayesian routing of queries across LLMs with hierarchical IRT (PyMC).",
+        epilog="Run 'irt-bayes COMMAND --help' for a command's options. Output columns "
+        "are defined in the README's 'Output columns' section.",
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"irt-bayes {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    d = sub.add_parser("demo", help="fit and route on a simulated pool (no data needed)")
-    d.add_argument("--method", choices=["advi", "nuts"], default="advi")
+    d = _command(sub, "demo", "fit and route on a simulated pool of priced LLMs", cmd_demo)
+    _add_fit_options(d)
+    d.add_argument("--queries", type=_integer(20, 100_000), default=600, help="simulated queries")
+    d.add_argument("--llms", type=_integer(2, 12), default=10, help="simulated LLMs (at most 12)")
     d.add_argument(
-        "--queries", type=_integer(20, 100_000), default=600, help="simulated queries (600)"
+        "--draws",
+        type=_integer(10, 100_000),
+        default=500,
+        help="NUTS draws per chain, and as many warm-up steps",
     )
-    d.add_argument(
-        "--llms", type=_integer(2, 12), default=10, help="simulated LLMs (10, at most 12)"
-    )
-    d.add_argument(
-        "--draws", type=_integer(10, 100_000), default=500, help="NUTS draws and tuning steps (500)"
-    )
-    d.add_argument("--seed", type=SEED, default=0)
-    d.add_argument("--out", help="also save the fitted router to this directory")
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.add_argument("--out", metavar="DIR", help="also save the fitted router to this folder")
     _add_safety(d, reads=False)
-    d.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser(
-        "describe", help="summarise response files, or a saved router and its predictive check"
+    s = _command(
+        sub, "describe", "summarise response files, or a saved router and its checks", cmd_describe
     )
-    s.add_argument("data", nargs="+", metavar="DATA|ROUTER")
+    s.add_argument(
+        "data", nargs="+", metavar="DATA|ROUTER", help="response files, or one router folder"
+    )
     _add_safety(s, writes=False)
-    s.set_defaults(func=cmd_describe)
 
-    f = sub.add_parser("fit", help="fit a router on response files and save it")
-    f.add_argument("data", nargs="+", metavar="DATA", help="tidy or RouterBench files")
-    f.add_argument("--out", required=True, metavar="ROUTER", help="directory to save to")
+    f = _command(sub, "fit", "fit a router on response files and save it", cmd_fit)
+    f.add_argument("data", nargs="+", metavar="DATA", help="tidy or RouterBench response files")
+    f.add_argument("--out", required=True, metavar="ROUTER", help="folder to save the router to")
     f.add_argument(
         "--model",
         default="auto",
@@ -508,19 +608,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of training queries held out for the predictive check and the choice "
         "of --model auto (default 0.2, at most 0.5; 0 skips the check)",
     )
-    f.add_argument("--method", choices=["advi", "nuts"], default="advi")
-    f.add_argument("--skills", type=_integer(1, 64), help="override the spec's number of skills")
-    f.add_argument("--seed", type=SEED, default=0)
-    f.add_argument("--draws", type=_integer(1, 100_000), default=500)
-    f.add_argument("--tune", type=_integer(0, 100_000), default=500)
-    f.add_argument("--chains", type=_integer(1, 64), default=4)
+    _add_fit_options(f)
     f.add_argument(
-        "--minibatch", type=_integer(2), metavar="N", help="minibatch ADVI, N per batch (>= 2)"
+        "--skills", type=_integer(1, 64), help="override the spec's number of skills (1-64)"
+    )
+    f.add_argument(
+        "--draws",
+        type=_integer(1, 100_000),
+        default=500,
+        help="posterior draws kept: per chain for NUTS; ADVI draws this many (at least "
+        "1000) from its approximation",
+    )
+    f.add_argument("--tune", type=_integer(0, 100_000), default=500, help="NUTS warm-up steps")
+    f.add_argument("--chains", type=_integer(1, 64), default=4, help="NUTS chains")
+    f.add_argument(
+        "--minibatch",
+        type=_integer(2),
+        metavar="N",
+        help="ADVI on minibatches of N responses (>= 2), for data too large for full "
+        "batches (default: full batches)",
     )
     f.add_argument(
         "--encoder",
         default="default",
-        help="sentence-transformers name or path (default: bundled MiniLM)",
+        help="sentence-transformers model name or folder (default: the bundled "
+        "all-MiniLM-L6-v2, embedding the end of long prompts)",
     )
     f.add_argument(
         "--keep-partial",
@@ -528,31 +640,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="on an interrupt, save the fit so far (marked not converged; route refuses "
         "it without --force) instead of writing nothing",
     )
-    f.add_argument("--quiet", action="store_true")
     _add_safety(f)
-    f.set_defaults(func=cmd_fit)
 
-    pr = sub.add_parser("predict", help="P(correct) per (query, LLM) for new queries")
-    pr.add_argument("router", metavar="ROUTER")
-    pr.add_argument("queries", nargs="+", metavar="QUERIES")
-    pr.add_argument("--out", required=True, metavar="P.csv")
-    pr.add_argument("--warmup", choices=["irt-router"])
+    pr = _command(sub, "predict", "P(correct) per (query, LLM) for new queries", cmd_predict)
+    pr.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
     pr.add_argument(
-        "--use-labels",
-        action="store_true",
-        help="use the queries' dataset labels (default: route from the query text alone)",
+        "queries", nargs="+", metavar="QUERIES", help="files with query_id and query columns"
     )
-    pr.add_argument("--quiet", action="store_true")
+    pr.add_argument("--out", required=True, metavar="P.csv", help="CSV file to write")
+    pr.add_argument("--warmup", choices=["irt-router"], help=WARMUP_HELP)
+    pr.add_argument("--use-labels", action="store_true", help=LABELS_HELP)
+    pr.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     _add_safety(pr, writes=False)
-    pr.set_defaults(func=cmd_predict)
 
-    a = sub.add_parser("abilities", help="posterior LLM abilities with 94%% HDI")
-    a.add_argument("router", metavar="ROUTER")
-    a.add_argument("--out", metavar="A.csv")
-    a.set_defaults(func=cmd_abilities)
+    a = _command(sub, "abilities", "posterior LLM abilities with 94%% HDI", cmd_abilities)
+    a.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
+    a.add_argument("--out", metavar="A.csv", help="also write the table to this CSV file")
 
-    rp = sub.add_parser("report", help="posterior report: HTML, Markdown, figures and tables")
-    rp.add_argument("router", metavar="ROUTER")
+    rp = _command(
+        sub, "report", "posterior report: one HTML file, Markdown, figures, tables", cmd_report
+    )
+    rp.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
     rp.add_argument(
         "--out",
         required=True,
@@ -563,85 +671,97 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         nargs="+",
         metavar="DATA",
-        help="the training response files, to show query texts (a saved router keeps ids)",
+        help="all the training response files, to show query texts (a saved router keeps only ids)",
     )
     _add_safety(rp)
-    rp.set_defaults(func=cmd_report)
 
-    c = sub.add_parser("compare", help="compare routers fitted on the same data by PSIS-LOO")
-    c.add_argument("routers", nargs="+", metavar="ROUTER")
-    c.add_argument("--out", metavar="DIR", help="write compare.csv and compare.png here")
-    c.add_argument("--ic", choices=["loo", "waic"], default="loo")
+    c = _command(sub, "compare", "compare routers fitted on the same data by PSIS-LOO", cmd_compare)
+    c.add_argument("routers", nargs="+", metavar="ROUTER", help="two or more router folders")
+    c.add_argument("--out", metavar="DIR", help="also write compare.csv and compare.png here")
+    c.add_argument(
+        "--ic",
+        choices=["loo", "waic"],
+        default="loo",
+        help="information criterion: PSIS-LOO, or WAIC",
+    )
     _add_safety(c, reads=False)
-    c.set_defaults(func=cmd_compare)
-    ro = sub.add_parser("route", help="choose an LLM per query (expected utility)")
-    ro.add_argument("router", metavar="ROUTER")
-    ro.add_argument("queries", nargs="+", metavar="QUERIES")
+
+    ro = _command(sub, "route", "choose an LLM per query by posterior expected utility", cmd_route)
+    ro.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
+    ro.add_argument(
+        "queries", nargs="+", metavar="QUERIES", help="files with query_id and query columns"
+    )
     knob = ro.add_mutually_exclusive_group(required=True)
     knob.add_argument(
         "--willingness-to-pay",
         type=_number(0.0),
         metavar="X",
-        help="cost weight X >= 0: utility = E[acc] - X * cost (larger is thriftier)",
+        help="cost weight X >= 0 per USD: utility = accuracy - X * cost (larger is thriftier; "
+        "1/X is the USD one pays for one unit of accuracy)",
     )
     knob.add_argument(
         "--alpha",
         type=_number(0.0, 1.0),
         metavar="A",
-        help="IRT-Router form, A in [0, 1]: A * E[acc] - (1 - A) * cost / max cost",
+        help="IRT-Router's form, A in [0, 1]: utility = A * accuracy - (1 - A) * cost / "
+        "(the query's highest cost)",
     )
     ro.add_argument(
         "--policy",
         default="expected-utility",
         choices=["expected-utility", "risk-averse", "prob-best", "thompson"],
+        help="which accuracy the utility uses: the posterior mean (expected-utility), a low "
+        "quantile (risk-averse), one posterior draw (thompson, to explore); prob-best "
+        "picks the LLM most often best across draws",
     )
     ro.add_argument(
         "--quantile",
         type=_number(0.0, 1.0, lo_open=True, hi_open=True),
         default=0.1,
-        help="risk-averse quantile, in (0, 1) (0.1)",
+        help="risk-averse: the quantile of P(correct) it decides on, in (0, 1)",
     )
     ro.add_argument(
-        "--budget", type=_number(0.0, lo_open=True), metavar="USD", help="total USD for the batch"
+        "--budget",
+        type=_number(0.0, lo_open=True),
+        metavar="USD",
+        help="total expected USD for the whole batch: raises the cost weight until the "
+        "choices fit (default: no budget)",
     )
-    ro.add_argument("--warmup", choices=["irt-router"])
-    ro.add_argument(
-        "--use-labels",
-        action="store_true",
-        help="use the queries' dataset labels (default: route from the query text alone)",
-    )
-    ro.add_argument("--seed", type=SEED, default=0)
-    ro.add_argument("--out", required=True, metavar="D.csv")
-    ro.add_argument("--quiet", action="store_true")
+    ro.add_argument("--warmup", choices=["irt-router"], help=WARMUP_HELP)
+    ro.add_argument("--use-labels", action="store_true", help=LABELS_HELP)
+    ro.add_argument("--seed", type=SEED, default=0, help="random seed of thompson's draws")
+    ro.add_argument("--out", required=True, metavar="D.csv", help="CSV file of decisions")
+    ro.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     ro.add_argument(
         "--force",
         action="store_true",
         help="route with a router saved from an interrupted fit (--keep-partial)",
     )
     _add_safety(ro, writes=False)
-    ro.set_defaults(func=cmd_route)
 
-    ev = sub.add_parser("evaluate", help="cost-accuracy sweep and calibration on test data")
-    ev.add_argument("router", metavar="ROUTER")
-    ev.add_argument("data", nargs="+", metavar="TESTDATA")
-    ev.add_argument("--out", required=True, metavar="DIR")
-    ev.add_argument(
-        "--policy", default="expected-utility", choices=["expected-utility", "risk-averse"]
+    ev = _command(
+        sub, "evaluate", "cost-accuracy sweep and calibration on test responses", cmd_evaluate
     )
-    ev.add_argument("--warmup", choices=["irt-router"])
+    ev.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
     ev.add_argument(
-        "--use-labels",
-        action="store_true",
-        help="use the queries' dataset labels (default: route from the query text alone)",
+        "data", nargs="+", metavar="TESTDATA", help="response files the router was not fitted on"
     )
+    ev.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    ev.add_argument(
+        "--policy",
+        default="expected-utility",
+        choices=["expected-utility", "risk-averse"],
+        help="routing policy swept (see route --policy)",
+    )
+    ev.add_argument("--warmup", choices=["irt-router"], help=WARMUP_HELP)
+    ev.add_argument("--use-labels", action="store_true", help=LABELS_HELP)
     ev.add_argument(
         "--all-queries",
         action="store_true",
         help="also score queries some LLMs did not answer (default: only those all answered)",
     )
-    ev.add_argument("--quiet", action="store_true")
+    ev.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     _add_safety(ev)
-    ev.set_defaults(func=cmd_evaluate)
     return p
 
 
@@ -652,9 +772,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def _version() -> str:
-    from irt_bayes.persistence import package_version
-
-    return package_version()
+    return irt_bayes.__version__
 
 
 def _interrupted(args: argparse.Namespace, signum: int) -> int:

@@ -48,6 +48,7 @@ from irt_bayes.stats import HDI_PROB
 
 __all__ = [
     "ArrayDraws",
+    "CHOICE_COLUMNS",
     "POLICIES",
     "RoutingResult",
     "QueryCostModel",
@@ -58,6 +59,24 @@ __all__ = [
 ]
 
 POLICIES = ("expected-utility", "risk-averse", "prob-best", "thompson")
+CHOICE_COLUMNS = (
+    "query_id",
+    "llm",
+    "expected_accuracy",
+    "accuracy_used",
+    "expected_cost",
+    "cost_weight",
+    "utility",
+)
+"""Columns of :attr:`RoutingResult.choices` (and of ``irt-bayes route``'s file).
+
+``utility = accuracy_used - cost_weight * expected_cost`` (``alpha * accuracy_used``
+in the ``alpha`` form), where ``accuracy_used`` is what the policy decides on: the
+posterior mean of P(correct) (``expected-utility``), its ``quantile`` (``risk-averse``),
+one posterior draw (``thompson``); ``cost_weight`` is the willingness to pay, raised by
+the budget's multiplier when a budget binds. For ``prob-best``, ``accuracy_used`` is
+empty and ``utility`` is the probability that the LLM has the highest utility.
+"""
 
 
 class QueryCostModel:
@@ -151,9 +170,10 @@ class RoutingResult:
     ----------
     table : pandas.DataFrame
         One row per (query, LLM): ``query_id, llm, expected_accuracy, accuracy_sd,
-        accuracy_low, accuracy_high, prob_best, expected_cost, utility, chosen``.
+        accuracy_low, accuracy_high`` (94% equal-tailed interval), ``prob_best,
+        accuracy_used, expected_cost, cost_weight, utility, chosen``.
     choices : pandas.DataFrame
-        One row per query: ``query_id, llm, expected_accuracy, expected_cost, utility``.
+        One row per query, the chosen LLM's row: :data:`CHOICE_COLUMNS`.
     policy : str
     multiplier : float
         Extra cost weight found by the budget search (0 without a budget).
@@ -681,6 +701,9 @@ def route(
     n, J = cost.shape
     chosen = np.zeros((n, J), bool)
     chosen[np.arange(n), choice] = True
+    # what the utility was computed from, so a reader can redo the sum row by row
+    score = np.full((n, J), np.nan) if policy == "prob-best" else chooser.score
+    weight = np.broadcast_to(chooser.cost_weight + mu, (n, J))
     table = pd.DataFrame(
         {
             "query_id": np.repeat(qids, J),
@@ -690,15 +713,15 @@ def route(
             "accuracy_low": stats["quantiles"][0].ravel(),
             "accuracy_high": stats["quantiles"][1].ravel(),
             "prob_best": prob_best.ravel(),
+            "accuracy_used": score.ravel(),
             "expected_cost": cost.ravel(),
+            "cost_weight": weight.ravel(),
             "utility": util.ravel(),
             "chosen": chosen.ravel(),
         },
         copy=False,  # the (n, J) columns are views of arrays made here: no second copy
     )
-    choices = table[table["chosen"]][
-        ["query_id", "llm", "expected_accuracy", "expected_cost", "utility"]
-    ].reset_index(drop=True)
+    choices = table[table["chosen"]][list(CHOICE_COLUMNS)].reset_index(drop=True)
     settings = {
         "willingness_to_pay": willingness_to_pay,
         "alpha": alpha,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from irt_bayes.cli import main
+from irt_bayes.routing import CHOICE_COLUMNS
 from irt_bayes.simulate import simulate_pool
 
 pytestmark = pytest.mark.slow
@@ -215,7 +217,10 @@ def test_route_writes_choices(cli_env: dict[str, Path], capsys: pytest.CaptureFi
         == 0
     )
     d = pd.read_csv(out)
-    assert list(d.columns) == ["query_id", "llm", "expected_accuracy", "expected_cost", "utility"]
+    assert tuple(d.columns) == CHOICE_COLUMNS
+    np.testing.assert_allclose(  # --alpha 0.9: the sum the README and --help state
+        d["utility"], 0.9 * d["accuracy_used"] - d["cost_weight"] * d["expected_cost"]
+    )
     assert len(d) == 7 and d["query_id"].is_unique
     cheap = cli_env["root"] / "cheap.csv"
     assert (

@@ -225,3 +225,45 @@ def test_query_cost_model_tracks_length() -> None:
     no_cost = ResponseData.from_frame(pool.responses.drop(columns="cost"))
     with pytest.raises(DataError, match="cost"):
         QueryCostModel().fit(no_cost)
+
+
+@pytest.mark.parametrize(
+    ("policy", "budget", "alpha"),
+    [
+        ("expected-utility", None, None),
+        ("risk-averse", None, None),
+        ("risk-averse", 0.05, None),
+        ("thompson", None, None),
+        ("expected-utility", 0.05, None),
+        ("risk-averse", None, 0.7),
+        ("risk-averse", 0.05, 0.7),
+    ],
+)
+def test_utility_is_the_sum_its_columns_state(
+    draws: xr.DataArray, policy: str, budget: float | None, alpha: float | None
+) -> None:
+    # a reader redoes the sum from the file: utility = w * accuracy_used - cost_weight * cost
+    knob = {"alpha": alpha} if alpha is not None else {"willingness_to_pay": 0.5}
+    res = route(None, list("abc"), draws=draws, costs=PRICES, policy=policy, budget=budget, **knob)
+    c = res.choices
+    w = 1.0 if alpha is None else alpha
+    np.testing.assert_allclose(
+        c["utility"], w * c["accuracy_used"] - c["cost_weight"] * c["expected_cost"], rtol=1e-12
+    )
+    if alpha is None:
+        np.testing.assert_allclose(c["cost_weight"], 0.5 + res.multiplier)
+    if budget is not None:
+        assert res.total_cost <= budget
+        assert res.multiplier > 0 or alpha is not None  # binds at X = 0.5
+    if policy == "risk-averse":  # the 10% quantile, below the mean
+        assert (c["accuracy_used"] < c["expected_accuracy"]).all()
+    elif policy == "expected-utility":
+        np.testing.assert_allclose(c["accuracy_used"], c["expected_accuracy"])
+
+
+def test_prob_best_utility_is_a_probability(draws: xr.DataArray) -> None:
+    res = route(
+        None, list("abc"), draws=draws, costs=PRICES, willingness_to_pay=0.5, policy="prob-best"
+    )
+    assert res.choices["accuracy_used"].isna().all()
+    assert res.choices["utility"].between(0, 1).all()

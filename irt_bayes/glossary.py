@@ -1,0 +1,142 @@
+"""What every column the CLI writes means: one definition, shown by ``--help``.
+
+``irt-bayes COMMAND --help`` ends with the columns of what COMMAND writes
+(:func:`epilog`), and the README's *Output columns* section is this module rendered
+as Markdown (:func:`markdown`; ``tests/test_glossary.py`` checks the two agree).
+
+Examples
+--------
+>>> print(COLUMNS["abilities"]["hdi_low"])
+lower end of the 94% highest-density interval of the ability
+>>> "utility" in epilog("route")
+True
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+__all__ = ["COLUMNS", "FILES", "epilog", "markdown"]
+
+_INTERVAL = "equal-tailed 94% interval of the predictive draws"
+
+COLUMNS: dict[str, dict[str, str]] = {
+    "describe": {
+        "n_responses": "responses (query, LLM pairs) of the LLM in the files",
+        "accuracy": "the LLM's mean score over them",
+        "mean_cost": "the LLM's mean USD per query (when the files have costs)",
+        "n": "predictive check: held-out responses of the LLM",
+        "observed": "predictive check: the LLM's accuracy on the held-out training queries",
+        "predicted": "predictive check: its mean predicted P(correct) on the same queries",
+        "gap": "predicted - observed (flagged when above 0.03 beyond sampling error)",
+        "se": "standard error of the gap (sampling error of the observed mean plus the "
+        "posterior spread of the predicted one)",
+    },
+    "abilities": {
+        "llm": "the LLM",
+        "skill": "which latent skill (one row per skill in multi-skill models)",
+        "mean": "posterior mean ability, on the logit scale: +1 multiplies the odds of a "
+        "correct answer by e = 2.72 on a query of discrimination 1",
+        "sd": "posterior standard deviation of the ability",
+        "hdi_low": "lower end of the 94% highest-density interval of the ability",
+        "hdi_high": "upper end of that interval",
+    },
+    "predict": {
+        "query_id": "the query, as in the input file",
+        "llm": "the LLM",
+        "p_mean": "predicted P(correct): mean of the predictive draws (what the model "
+        "expects this LLM to score on this query)",
+        "p_sd": "standard deviation of those draws: how unsure the model is",
+        "p_low": f"lower end of the {_INTERVAL}",
+        "p_high": f"upper end of the {_INTERVAL}",
+    },
+    "route": {
+        "query_id": "the query, as in the input file",
+        "llm": "the LLM chosen for it",
+        "expected_accuracy": "posterior mean P(correct) of that LLM on this query",
+        "accuracy_used": "the accuracy the policy decided on: the posterior mean "
+        "(expected-utility), the --quantile of P(correct) (risk-averse, 0.1 by default), "
+        "one posterior draw (thompson); empty for prob-best",
+        "expected_cost": "USD of sending this query to that LLM (its price, or the "
+        "query's cost column)",
+        "cost_weight": "USD-to-accuracy exchange rate used: --willingness-to-pay X, plus "
+        "what a binding --budget added; with --alpha A, (1 - A) / the query's highest cost",
+        "utility": "accuracy_used - cost_weight * expected_cost (with --alpha A: "
+        "A * accuracy_used - cost_weight * expected_cost); the chosen LLM has the largest "
+        "of the query's; for prob-best, the probability that the LLM has the highest utility",
+    },
+    "evaluate": {
+        "auc": "area under the router's cost-accuracy curve (RouterBench's AIQ), over the "
+        "single LLMs' cost range scaled to [0, 1]; for a single LLM or random: its accuracy",
+        "apgr": "average performance gap recovered (RouteLLM): 0 is the cheapest LLM's "
+        "accuracy, 1 the most accurate LLM's, averaged over the costs between theirs",
+        "cpt50": "cost at which the router recovers 50% of that gap, in % of the way from "
+        "the cheapest LLM's cost to the most accurate LLM's (1.95 = 1.95%; lower is better)",
+        "cpt80": "the same for 80% of the gap",
+        "match_cost_share": "lowest cost at which the router reaches the most accurate "
+        "single LLM's accuracy, as a share of that LLM's cost (0.5 = half its cost; "
+        "empty: never)",
+        "max_accuracy": "highest accuracy of any point of the sweep",
+        "log_loss": "mean negative log-likelihood of the observed scores under the "
+        "predicted P(correct) (lower is better; 0.693 is a coin flip)",
+        "brier": "mean squared difference of P(correct) and the observed score",
+        "ece": "expected calibration error: |mean observed - mean predicted| in 10 "
+        "equal-width bins of P(correct), weighted by each bin's share of pairs",
+        "mean_cost": "a single LLM's mean USD per query",
+        "-": "not defined for that row: calibration needs a router's probabilities, "
+        "the gap metrics need a router's curve",
+    },
+    "compare": {
+        "rank": "0 is the router with the best expected predictive accuracy",
+        "elpd_loo": "expected log predictive density by PSIS-LOO (elpd_waic with --ic "
+        "waic), summed over training responses: higher predicts held-out responses better",
+        "p_loo": "effective number of parameters (how much the fit adapts to the data)",
+        "elpd_diff": "elpd below the best router's (0 for the best)",
+        "weight": "stacking weight: the share each router would get in the best mixture",
+        "se": "standard error of elpd",
+        "dse": "standard error of elpd_diff: a difference under 2 dse is not a clear win",
+        "warning": "True when ArviZ finds the estimate unreliable (Pareto k too high for "
+        "some responses, see k_high)",
+        "k_high": "share of responses whose Pareto k is above ArviZ's threshold (0.7 or "
+        "less): above a few %, prefer K-fold cross-validation",
+    },
+}
+
+FILES: dict[str, str] = {
+    "describe": "prints the per-LLM summary (and for a router, its predictive check)",
+    "abilities": "prints (and with --out writes) one row per (LLM, skill)",
+    "predict": "writes one row per (query, LLM)",
+    "route": "writes one row per query",
+    "evaluate": "writes metrics.csv (one row per router, oracle, random and single LLM)",
+    "compare": "prints (and with --out writes compare.csv) one row per router",
+}
+
+
+def epilog(command: str, width: int = 78) -> str:
+    """The "columns written" block that ends ``irt-bayes COMMAND --help``."""
+    cols = COLUMNS.get(command)
+    if not cols:
+        return ""
+    lines = [f"Output: {command} {FILES[command]}; columns:"]
+    for name, text in cols.items():
+        lines.append(
+            textwrap.fill(
+                text,
+                width,
+                initial_indent=f"  {name:<19} ",
+                subsequent_indent=" " * 22,
+                break_on_hyphens=False,
+            )
+        )
+    return "\n".join(lines)
+
+
+def markdown() -> str:
+    """The README's *Output columns* section body, one table per command."""
+    parts = []
+    for command, cols in COLUMNS.items():
+        parts.append(f"`{command}` {FILES[command]}:\n")
+        parts.append("| column | meaning |\n|---|---|")
+        parts.extend(f"| `{name}` | {text} |" for name, text in cols.items())
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
