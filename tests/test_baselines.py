@@ -27,6 +27,9 @@ from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.inference import ConvergenceWarning
 
+# every baseline and the Bayesian adapter are fitted here (about 90 s together)
+pytestmark = pytest.mark.slow
+
 # Held-out log loss must beat the per-LLM training accuracy by this much.
 MARGIN = 0.01
 

@@ -174,6 +174,7 @@ def wide_router() -> IRTRouter:
         return router.fit(frame, embeddings=emb)
 
 
+@pytest.mark.slow  # a 10,000-LLM fit
 def test_routing_over_10000_llms_stays_within_the_budget(wide_router: IRTRouter) -> None:
     n = 12
     emb = np.random.default_rng(8).standard_normal((n, 16)).astype(np.float32)

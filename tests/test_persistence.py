@@ -331,6 +331,7 @@ def test_load_refuses_an_encoder_that_gives_another_id(copy_of_saved, embed_cach
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow  # fits the auto candidates (about 45 s)
 def test_check_and_model_choice_survive_a_round_trip(auto_router, tmp_path, embed_cache):
     loaded = _load(auto_router.save(tmp_path / "auto"), embed_cache)
     assert loaded.selection_note_ == auto_router.selection_note_

@@ -314,6 +314,7 @@ def test_log_likelihood_includes_llm_slopes(encoder):
     assert not np.allclose(router.predict_proba(pool.queries.head(5)).mean("draw"), p)
 
 
+@pytest.mark.slow  # fits the auto candidates
 # --------------------------------------------------------------- model="auto" and checks
 def test_default_router_chooses_among_candidates_by_held_out_check(auto_router):
     from irt_bayes.selection import AUTO_CANDIDATES, CLUSTER_CANDIDATE, candidate_label
@@ -342,6 +343,7 @@ def test_default_router_chooses_among_candidates_by_held_out_check(auto_router):
     assert "\n" not in line
 
 
+@pytest.mark.slow  # two fits (about 40 s)
 def test_a_misfit_raises_one_predictive_check_warning(encoder):
     """An explicit spec that cannot fit the data is fitted, but said to be off."""
     from irt_bayes.checks import PredictiveCheckWarning
