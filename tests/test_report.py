@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import warnings
 from pathlib import Path
@@ -366,12 +367,25 @@ def test_report_writes_every_file(env, report_dir: Path) -> None:
     for name in ("report.html", "report.md", "abilities.csv", "accuracy.csv", "queries.csv"):
         assert (report_dir / name).stat().st_size > 0
     assert not (report_dir / "skills.png").exists()  # K = 1
-    html = (report_dir / "report.html").read_text()
-    for src in re.findall(r'<img src="([^"]+)"', html):
-        assert (report_dir / src).is_file()
-    assert set(re.findall(r'<img src="([^"]+)"', html)) == set(FIGURES)
-    assert "http://" not in html and "https://" not in html  # self-contained
+    md = (report_dir / "report.md").read_text()
+    assert set(re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)) == set(FIGURES)  # links the PNGs
     assert not list(report_dir.parent.glob(".report.*"))  # no temp dirs left
+
+
+def test_report_html_embeds_every_figure(report_dir: Path) -> None:
+    html = (report_dir / "report.html").read_text()
+    # one file a person can send: no link to a local file, nothing fetched from the web
+    assert not re.findall(r'(?:src|href)="(?!data:)[^"]*"', html)
+    assert not re.findall(r'<img[^>]* src="[^"]*\.png"', html)
+    assert "http://" not in html and "https://" not in html
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) == len(FIGURES)
+    prefix = "data:image/png;base64,"
+    assert all(s.startswith(prefix) for s in srcs)
+    pngs = [base64.b64decode(s[len(prefix) :], validate=True) for s in srcs]
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in pngs)
+    # every figure, byte for byte the PNG written beside the report
+    assert sorted(pngs) == sorted((report_dir / name).read_bytes() for name in FIGURES)
 
 
 def test_report_numbers_match_posterior(env, report_dir: Path) -> None:

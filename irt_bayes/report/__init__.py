@@ -21,9 +21,9 @@ numbers                         figure
 :func:`compare_routers`         (returns its figure too)
 ==============================  ===========================================================
 
-:func:`build_report` writes them all to a directory: ``report.html`` (no external
-resources; the PNG figures sit beside it and are referenced by relative path, so the
-folder can be zipped, moved or served as it is), ``report.md`` and one CSV per table.
+:func:`build_report` writes them all to a directory: ``report.html`` (one self-contained
+file with its figures embedded as base64 PNG, to send or open on its own), ``report.md``
+(linking the PNG figures written beside it) and one CSV per table.
 
 Figures are built with matplotlib's object-oriented API on the Agg canvas: nothing here
 touches pyplot's global state or needs a display, and a notebook still shows a returned

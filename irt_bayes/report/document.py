@@ -2,14 +2,19 @@
 
 :func:`build_report` computes the pieces once, lays them out (:class:`_Doc` builds the
 Markdown and the HTML side by side) and writes the folder through
-:func:`irt_bayes.outputs.atomic_directory`.
+:func:`irt_bayes.outputs.atomic_directory`. The HTML carries its figures inside it
+(base64 PNG), so it is one file a person can send; the Markdown links the same PNG
+files, written beside it.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,11 +119,16 @@ img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
 
 
 class _Doc:
-    """Builds the Markdown and the HTML report side by side."""
+    """Builds the Markdown and the HTML report side by side.
 
-    def __init__(self) -> None:
+    ``pngs`` maps each figure's file name to its PNG bytes: the Markdown links the file,
+    the HTML embeds the bytes.
+    """
+
+    def __init__(self, pngs: Mapping[str, bytes]) -> None:
         self.md: list[str] = []
         self.html: list[str] = []
+        self.pngs = pngs
 
     def heading(self, text: str, level: int = 2) -> None:
         self.md.append(f"{'#' * level} {text}\n")
@@ -135,11 +145,15 @@ class _Doc:
 
     def figure(self, name: str, alt: str) -> None:
         self.md.append(f"![{alt}]({name})\n")
-        self.html.append(f'<img src="{html.escape(name)}" alt="{html.escape(alt)}">')
+        data = base64.b64encode(self.pngs[name]).decode("ascii")
+        self.html.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">')
 
 
-def _save_fig(fig: Figure, path: Path) -> None:
-    fig.savefig(path, dpi=FIGURE_DPI, facecolor="white")
+def _png(fig: Figure) -> bytes:
+    """The figure as PNG bytes, at the report's resolution on a white background."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI, facecolor="white")
+    return buf.getvalue()
 
 
 def build_report(
@@ -153,14 +167,15 @@ def build_report(
 ) -> Path:
     """Write the posterior report of a router to a directory.
 
-    The directory gets ``report.html`` (self-contained apart from the PNG figures beside
-    it, which it references by relative path), ``report.md`` (the same content), the
-    figures (``abilities.png``, ``beat_probability.png``, ``accuracy.png``,
-    ``calibration.png``, ``query_parameters.png``, ``icc.png``, ``convergence.png``,
-    ``dataset_abilities.png`` with two or more datasets and ``skills.png`` for K > 1) and
-    one CSV per table. It is written under a temporary name beside ``out_dir`` and
-    swapped into place (:func:`irt_bayes.outputs.atomic_directory`): an earlier report
-    there is replaced, any other non-empty folder is refused unless ``force``.
+    The directory gets ``report.html`` (one self-contained file: its figures are embedded
+    as base64 PNG, so it can be sent or opened on its own), ``report.md`` (the same
+    content, linking the figures), the figures as PNG files (``abilities.png``,
+    ``beat_probability.png``, ``accuracy.png``, ``calibration.png``,
+    ``query_parameters.png``, ``icc.png``, ``convergence.png``, ``dataset_abilities.png``
+    with two or more datasets and ``skills.png`` for K > 1) and one CSV per table. It is
+    written under a temporary name beside ``out_dir`` and swapped into place
+    (:func:`irt_bayes.outputs.atomic_directory`): an earlier report there is replaced,
+    any other non-empty folder is refused unless ``force``.
 
     Parameters
     ----------
@@ -244,8 +259,9 @@ def build_report(
             figures["skills.png"] = plot_skill_loadings(loads)
             tables["skill_loadings.csv"] = loads.reset_index()
             tables["skill_queries.csv"] = tops
-        for name, fig in figures.items():
-            _save_fig(fig, tmp / name)
+        pngs = {name: _png(fig) for name, fig in figures.items()}
+        for name, png in pngs.items():
+            (tmp / name).write_bytes(png)
         for name, df in tables.items():
             df.to_csv(tmp / name, index=False)
 
@@ -266,6 +282,7 @@ def build_report(
             "t0": t0,
             "tables": list(tables),
             "figures": list(figures),
+            "pngs": pngs,
             "loads": loads if multi else None,
             "tops": tops if multi else None,
         }
@@ -305,7 +322,7 @@ def _doc(router: IRTRouter, v: dict[str, Any]) -> _Doc:
     hdi_prob, has_text, multi = v["hdi_prob"], v["has_text"], v["multi"]
     o = _observations(router)
     n_draws = len(sample_index(router.idata_, None))
-    d = _Doc()
+    d = _Doc(v["pngs"])
     d.heading(f"irt-bayes report: {router.spec_.name}", 1)
     ds = router.datasets_ or sorted(set(_query_datasets(router)))
     d.para(
