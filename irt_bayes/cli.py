@@ -234,7 +234,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if out is not None:
         check_output_dir(out, "compare", force=args.force)
     table, fig = compare_routers(args.routers, ic=args.ic)
-    _say(_table(table.drop(columns=["scale"], errors="ignore"), "{:.2f}"))
+    shown = table.drop(columns=["scale"], errors="ignore")
+    _say(shown.to_string(formatters={"k_high": "{:.1%}".format}, float_format="{:.2f}".format))
+    for name, row in table[table["warning"].astype(bool)].iterrows():
+        _say(
+            f"warning {name}: {row['k_high']:.1%} of its responses have a Pareto k above "
+            "ArviZ's threshold, so its elpd is approximate; a difference under 2 dse is noise"
+        )
     if out is not None:
         with atomic_directory(out, "compare", force=args.force) as tmp:
             table.reset_index().to_csv(tmp / "compare.csv", index=False)

@@ -9,26 +9,11 @@ By default :func:`evaluate` keeps only the queries that every LLM answered, so t
 the routers and each single LLM are scored on the same queries: otherwise a single
 LLM is scored on the queries it answered while a router is charged for the rest.
 
-Metrics (costs in USD per query, accuracy = mean score):
-
-``auc``
-    RouterBench's AIQ: area under the non-decreasing concave hull of the points,
-    over the cost range of the single LLMs, normalised to [0, 1] in cost.
-``apgr``
-    RouteLLM's average performance gap recovered between the cheapest LLM (weak)
-    and the most accurate single LLM (strong), averaged over costs between theirs.
-``cpt50``, ``cpt80``
-    RouteLLM's cost-performance threshold: the cost (as % of the cost range from
-    weak to strong) at which 50% / 80% of that gap is recovered.
-``match_cost_share``
-    The lowest cost at which the hull reaches the best single LLM's accuracy, as a
-    share of that LLM's cost (NaN when never reached); like CPT, it counts mixing two
-    sweep settings.
-``max_accuracy``
-    The highest accuracy of any sweep point.
-``log_loss``, ``brier``, ``ece``
-    Calibration of P(correct) on every observed test pair (ECE over 10 equal bins,
-    :func:`irt_bayes.stats.expected_calibration_error`).
+Metrics (costs in USD per query, accuracy = mean score): ``auc`` (RouterBench's AIQ),
+``apgr`` and ``cpt50``/``cpt80`` (RouteLLM's), ``match_cost_share``, ``max_accuracy``,
+``log_loss``, ``brier``, ``ece``; each is defined once, in
+:data:`irt_bayes.glossary.COLUMNS` (shown by ``irt-bayes evaluate --help`` and in the
+README, and written under the table in ``metrics.md``).
 """
 
 from __future__ import annotations
@@ -39,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from irt_bayes import glossary
 from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError
 from irt_bayes.stats import expected_calibration_error
@@ -547,8 +533,9 @@ def evaluate_router(
                     else ""
                 )
                 + ".\n\n"
-                + table.to_markdown(floatfmt=".4f")
-                + "\n"
+                + table.map(lambda v: "-" if pd.isna(v) else f"{v:.4f}").to_markdown()
+                + "\n\n"
+                + glossary.markdown_table("evaluate")
             )
             pd.concat(dict(points), names=["router", "i"]).to_csv(tmp / "points.csv")
             check.table.to_csv(tmp / "check.csv", index=False)

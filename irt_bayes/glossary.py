@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import textwrap
 
-__all__ = ["COLUMNS", "FILES", "epilog", "markdown"]
+__all__ = ["COLUMNS", "FILES", "epilog", "markdown", "markdown_table"]
 
 _INTERVAL = "equal-tailed 94% interval of the predictive draws"
 
@@ -98,7 +98,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "warning": "True when ArviZ finds the estimate unreliable (Pareto k too high for "
         "some responses, see k_high)",
         "k_high": "share of responses whose Pareto k is above ArviZ's threshold (0.7 or "
-        "less): above a few %, prefer K-fold cross-validation",
+        "less; printed in %): above a few %, prefer K-fold cross-validation",
     },
 }
 
@@ -131,12 +131,14 @@ def epilog(command: str, width: int = 78) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(command: str) -> str:
+    """One command's columns as a Markdown table."""
+    rows = "".join(f"| `{name}` | {text} |\n" for name, text in COLUMNS[command].items())
+    return "| column | meaning |\n|---|---|\n" + rows
+
+
 def markdown() -> str:
     """The README's *Output columns* section body, one table per command."""
-    parts = []
-    for command, cols in COLUMNS.items():
-        parts.append(f"`{command}` {FILES[command]}:\n")
-        parts.append("| column | meaning |\n|---|---|")
-        parts.extend(f"| `{name}` | {text} |" for name, text in cols.items())
-        parts.append("")
-    return "\n".join(parts).rstrip() + "\n"
+    return "\n".join(
+        f"`{command}` {FILES[command]}:\n\n{markdown_table(command)}" for command in COLUMNS
+    )

@@ -161,7 +161,8 @@ class Diagnostics:
         if self.method == "advi":
             state = "converged" if self.converged else "NOT converged"
             return (
-                f"ADVI {state} after {self.iterations} iterations in {self.seconds:.1f} s "
+                f"ADVI {state} after {self.iterations} iterations in {self.seconds:.1f} s, "
+                "compiling included "
                 "(variational fit: no R-hat; refit with NUTS for calibrated intervals)"
             )
         n_vars = len(self.variables) if not self.variables.empty else 1
@@ -169,7 +170,7 @@ class Diagnostics:
             f"abilities max R-hat {self.max_rhat:.3f}, min ESS bulk {self.min_ess_bulk:.0f} / "
             f"tail {self.min_ess_tail:.0f}"
         )
-        tail = f"{self.divergences} divergences, {self.seconds:.1f} s"
+        tail = f"{self.divergences} divergences, {self.seconds:.1f} s (compiling included)"
         if self.ok:
             return (
                 f"NUTS ok: all {n_vars} variables pass R-hat <= {RHAT_MAX} and ESS >= "

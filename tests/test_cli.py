@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -287,6 +288,11 @@ def test_evaluate_writes_metrics_and_plot(cli_env: dict[str, Path]) -> None:
     assert m.loc[ours, "auc"] > m.loc["random", "auc"]
     assert m.loc["oracle", "auc"] >= m.loc[ours, "auc"]
     assert (out / "pareto.png").stat().st_size > 10_000
+    md = (out / "metrics.md").read_text()
+    assert "nan" not in md and "| - " in md  # undefined cells say so
+    assert "| `cpt50` | cost at which the router recovers 50%" in md  # defined under it
+    for f in out.iterdir():  # readable by others under the usual umask
+        assert f.stat().st_mode & 0o777 == 0o666 & ~_umask(), f
 
 
 def test_evaluate_leaves_out_incomplete_queries_unless_asked(
@@ -317,3 +323,9 @@ def test_evaluate_unknown_llm_is_one_line(
     err = _one_line_error(capsys)
     assert "not-in-pool" in err and str(f) in err
     assert not (tmp_path / "e").exists()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
