@@ -209,7 +209,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         from irt_bayes.data import load_responses
 
         data = load_responses(*args.data, allow_pickle=args.trust_pickle)
-    out = build_report(router, args.out, data=data, force=args.force)
+    out = build_report(router, args.out, data=data, force=args.force, progress=not args.quiet)
     files = [p for p in out.iterdir() if p.is_file()]
     size = sum(p.stat().st_size for p in files)
     _say(
@@ -679,6 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATA",
         help="all the training response files, to show query texts (a saved router keeps only ids)",
     )
+    rp.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     _add_safety(rp)
 
     c = _command(sub, "compare", "compare routers fitted on the same data by PSIS-LOO", cmd_compare)

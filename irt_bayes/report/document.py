@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from irt_bayes.outputs import atomic_directory, check_output_dir
 from irt_bayes.predict import sample_index
+from irt_bayes.progress import Heartbeat
 from irt_bayes.report.figures import (
     FIGURE_DPI,
     plot_abilities,
@@ -164,6 +165,7 @@ def build_report(
     n_queries: int = 5,
     hdi_prob: float = HDI_PROB,
     force: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Write the posterior report of a router to a directory.
 
@@ -192,6 +194,8 @@ def build_report(
         Probability mass of every interval.
     force : bool, default False
         Replace an existing folder that is not an irt-bayes report.
+    progress : bool, default False
+        Say on stderr when each phase starts (and, outside a terminal, every 30 s).
 
     Returns
     -------
@@ -215,19 +219,23 @@ def build_report(
     texts = _query_texts(router, data)
     has_text = texts is not None
 
-    ab = ability_table(router, hdi_prob)
-    by_ds = dataset_ability_table(router, hdi_prob)
-    beat = beat_probability(router)
-    acc = accuracy_check(router, hdi_prob)
-    cal = calibration_table(router)
-    qt = query_table(router, data, hdi_prob)
-    hardest, easiest = extreme_queries(qt, n_queries)
-    conv = convergence_table(router)
-    verdict = convergence_verdict(router)
-    skills = _skills(router)
-    multi = len(skills) > 1 and _free_discrimination(router)
+    with Heartbeat("report: posterior tables", enabled=progress):
+        ab = ability_table(router, hdi_prob)
+        by_ds = dataset_ability_table(router, hdi_prob)
+        beat = beat_probability(router)
+        acc = accuracy_check(router, hdi_prob)
+        cal = calibration_table(router)
+        qt = query_table(router, data, hdi_prob)
+        hardest, easiest = extreme_queries(qt, n_queries)
+        conv = convergence_table(router)
+        verdict = convergence_verdict(router)
+        skills = _skills(router)
+        multi = len(skills) > 1 and _free_discrimination(router)
 
-    with atomic_directory(out, "report", force=force) as tmp:
+    with (
+        atomic_directory(out, "report", force=force) as tmp,
+        Heartbeat("report: figures and pages", enabled=progress),
+    ):
         figures: dict[str, Figure] = {
             "abilities.png": plot_abilities(router, hdi_prob),
             "beat_probability.png": plot_beat_probability(beat),
