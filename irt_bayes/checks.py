@@ -97,10 +97,12 @@ class PredictiveCheck:
         per = self.per_llm
         worst = per["gap"].abs().idxmax()
         if self.ok:
+            gap, se = per.loc[worst, "gap"], per.loc[worst, "se"]
+            z = f", {abs(gap) / se:.1f} standard errors" if se > 0 and np.isfinite(se) else ""
             return (
                 f"{head}: ok, every LLM's mean P(correct) within {self.tolerance:.2f} of its "
-                f"accuracy or within sampling error (largest gap {per.loc[worst, 'gap']:+.3f}, "
-                f"{worst}); log loss {self.log_loss:.4f}"
+                f"accuracy or within sampling error (largest gap {gap:+.3f}, {worst}{z}); "
+                f"log loss {self.log_loss:.4f}"
             )
         bad = self.flagged.sort_values("gap", key=np.abs, ascending=False)
         parts = [
