@@ -30,6 +30,7 @@ __all__ = [
     "PredictiveCheck",
     "PredictiveCheckWarning",
     "check_groups",
+    "pointwise_log_loss",
     "predictive_check",
     "weighted_draw_sums",
 ]
@@ -144,6 +145,17 @@ class PredictiveCheck:
         )
 
 
+def pointwise_log_loss(p: np.ndarray, score: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(n, J) weighted log loss of each pair: 0 where ``weight`` is 0 (missing).
+
+    ``p`` is clipped to [1e-9, 1 - 1e-9]; a fractional score counts as that share of a
+    correct answer (the fractional-logit loss).
+    """
+    s = np.where(weight > 0, score, 0.0)
+    pc = np.clip(p, 1e-9, 1 - 1e-9)
+    return -weight * (s * np.log(pc) + (1 - s) * np.log1p(-pc))
+
+
 def predictive_check(
     p: np.ndarray,
     score: np.ndarray,
@@ -196,11 +208,8 @@ def predictive_check(
     pm_ = draws.mean(axis=0)
     if draw_sums is None and draws.shape[0] > 1:
         draw_sums = weighted_draw_sums(draws, weight, check_groups(len(pm_), datasets))
-    observed = weight > 0
-    s = np.where(observed, score, 0.0)
-    pc = np.clip(pm_, 1e-9, 1 - 1e-9)
-    ll = weight * (s * np.log(pc) + (1 - s) * np.log1p(-pc))
-    log_loss = float(-ll.sum() / weight.sum())
+    s = np.where(weight > 0, score, 0.0)
+    log_loss = float(pointwise_log_loss(pm_, score, weight).sum() / weight.sum())
     groups = check_groups(len(pm_), datasets)
     rows = []
     for g, (name, sel) in enumerate(groups):

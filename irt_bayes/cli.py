@@ -605,7 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         metavar="SPEC",
         help="'auto' (default: the candidate with the lowest log loss on held-out training "
-        f"queries), a named spec ({', '.join(available_specs())}) or a .toml path",
+        "queries; the 2PL unless beaten by more than one standard error), a named spec"
+        f" ({', '.join(available_specs())}) or a .toml path",
     )
     f.add_argument(
         "--holdout",

@@ -7,7 +7,11 @@ whose predictive check (:mod:`irt_bayes.checks`) passes -- no LLM's mean predict
 P(correct) off its held-out accuracy beyond tolerance and sampling error -- the one
 with the lowest held-out log loss is chosen (among all of them, with a warning, when
 none passes) and refitted on all the training queries; its check is kept with the
-router. An explicit spec gets the same check, with itself as the only candidate.
+router. The default (the first candidate, the 2PL) is kept, when its check passes,
+unless the winner's log loss is lower by more than one standard error of the
+difference (per-query paired; the one-standard-error rule): on RouterBench the
+candidates differ by less than their noise and the bare minimum changed with the seed.
+An explicit spec gets the same check, with itself as the only candidate.
 
 Why the check is part of the choice: log loss alone can prefer a model whose marginal
 predictions are off. On the position-bias simulation (LLMs that lean towards one answer
@@ -32,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from irt_bayes.checks import PredictiveCheck, predictive_check
+from irt_bayes.checks import PredictiveCheck, pointwise_log_loss, predictive_check
 from irt_bayes.data import ResponseData
 from irt_bayes.spec import ModelSpec, load_spec
 
@@ -46,6 +50,7 @@ __all__ = [
     "candidate_label",
     "choose_model",
     "holdout_split",
+    "one_se_choice",
 ]
 
 # Specs ``model="auto"`` compares by held-out log loss on the training queries, each
@@ -124,6 +129,57 @@ def _reference_log_loss(
     return float(-ll.sum() / weight.sum())
 
 
+def one_se_choice(table: pd.DataFrame, default: str) -> tuple[str, str]:
+    """The candidate to fit by the one-standard-error rule, and the lowest-loss one.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Indexed by candidate, with ``log_loss``, ``check`` (``"ok"`` when it passes),
+        ``vs_default`` and ``se`` (the paired difference to ``default`` and its error).
+    default : str
+        The candidate kept unless another beats it clearly.
+
+    Returns
+    -------
+    best, lowest : str
+        ``lowest`` has the lowest log loss among the passing candidates (among all when
+        none passes); ``best`` is ``default`` instead when the default passes and
+        ``lowest`` beats it by no more than one standard error.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"log_loss": [0.510, 0.509, 0.530], "check": ["ok"] * 3,
+    ...                   "vs_default": [0.0, -0.001, 0.02], "se": [0.0, 0.002, 0.004]},
+    ...                  index=["2pl", "mirt-2", "llm-mean"])
+    >>> one_se_choice(t, "2pl")
+    ('2pl', 'mirt-2')
+    """
+    passing = table[table["check"] == "ok"]
+    lowest = str((passing if len(passing) else table)["log_loss"].idxmin())
+    # a candidate must beat the default by more than the noise of the difference, or the
+    # choice between equally good models is a coin toss (routing.md: auto chose 3pl,
+    # mirt-2 and 2pl at three seeds on RouterBench)
+    within = -float(table.loc[lowest, "vs_default"]) <= float(table.loc[lowest, "se"])
+    if lowest != default and default in passing.index and within:
+        return default, lowest
+    return lowest, lowest
+
+
+def _difference(
+    per_query: dict[str, np.ndarray], model: str, default: str, total: float
+) -> tuple[float, float]:
+    """Held-out log loss of ``model`` minus the default's, and its standard error.
+
+    Queries are the unit: the loss differences of one query's LLMs are correlated (one
+    difficulty), so the error comes from the per-query sums.
+    """
+    d = per_query[model] - per_query[default]
+    if len(d) < 2 or model == default:
+        return 0.0, 0.0
+    return float(d.sum() / total), float(np.sqrt(len(d)) * d.std(ddof=1) / total)
+
+
 def choose_model(
     router: IRTRouter,
     data: ResponseData,
@@ -153,7 +209,8 @@ def choose_model(
         None when nothing was held out.
     table : pandas.DataFrame or None
         Per candidate (``"2pl"``, ``"2pl (clusters)"``...): held-out ``log_loss``,
-        ``max_gap``, ``check`` (ok / flagged) and ``chosen``.
+        ``max_gap``, ``check`` (ok / flagged), ``vs_default`` (log loss minus the
+        default's), its standard error ``se`` and ``chosen``.
     note : str
         Why this spec, in one line.
     """
@@ -180,7 +237,7 @@ def choose_model(
     true_ds = hold.queries["dataset"].astype(str).to_numpy() if hold.has_dataset else None
 
     candidates = _candidates(router, data) if auto else [(router.model, router.domains)]
-    rows, checks, specs = {}, {}, {}
+    rows, checks, specs, per_query = {}, {}, {}, {}
     for name, domains in candidates:
         spec = load_spec(name)
         label = candidate_label(spec.name, domains, router.domains)
@@ -198,6 +255,8 @@ def choose_model(
         w = np.where(np.isnan(p).any(axis=0), 0.0, weight)
         chk = predictive_check(np.nan_to_num(p, nan=0.5), score, w, llms, true_ds)
         checks[label], specs[label] = chk, (spec, domains)
+        per_query[label] = pointwise_log_loss(np.nan_to_num(p, nan=0.5).mean(0), score, w)
+        per_query[label] = per_query[label].sum(axis=1)
         rows[label] = {
             "log_loss": chk.log_loss,
             "max_gap": chk.max_gap,
@@ -208,18 +267,31 @@ def choose_model(
     ref = _reference_log_loss(fit, hold, emb_fit, emb_hold, llms, score, weight, router.seed)
     table.attrs["reference_log_loss"] = ref
     passing = table[table["check"] == "ok"]
-    best = str((passing if len(passing) else table)["log_loss"].idxmin())
+    total = float(weight.sum())
+    default = next(iter(rows))
+    paired = [_difference(per_query, m, default, total) for m in rows]
+    table["vs_default"] = [d for d, _ in paired]
+    table["se"] = [e for _, e in paired]
+    best, lowest = one_se_choice(table, default)
+    keep_default = auto and best != lowest
+    if not auto:
+        best = lowest
+    diff, se = table.loc[lowest, ["vs_default", "se"]]
     chosen = table.loc[best]
     table["chosen"] = table.index == best
     if auto:
         others = ", ".join(
             f"{m} {v:.4f}" for m, v in table["log_loss"].drop(best).sort_values().items()
         )
-        why = (
-            "lowest held-out log loss"
-            if best == str(table["log_loss"].idxmin())
-            else "lowest held-out log loss among those that pass the predictive check"
-        )
+        if keep_default:
+            why = (
+                f"the default; {lowest} is lower by {-diff:.4f}, within one standard error "
+                f"of the difference ({se:.4f})"
+            )
+        elif best == str(table["log_loss"].idxmin()):
+            why = "lowest held-out log loss"
+        else:
+            why = "lowest held-out log loss among those that pass the predictive check"
         note = (
             f"model auto: chose {best}, {why}, {chosen.log_loss:.4f} on "
             f"{hold.n_queries} training queries (others: {others}; per-LLM training "
