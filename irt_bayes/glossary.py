@@ -30,7 +30,15 @@ COLUMNS: dict[str, dict[str, str]] = {
         "predicted": "predictive check: its mean predicted P(correct) on the same queries",
         "gap": "predicted - observed (flagged when above 0.03 beyond sampling error)",
         "se": "standard error of the gap (sampling error of the observed mean plus the "
-        "posterior spread of the predicted one)",
+        "posterior spread of the predicted one); in the model-choice table, the standard "
+        "error of vs_default",
+        "log_loss": "model choice (--model auto): the candidate's log loss on the held-out "
+        "training queries, predicted from their text (lower is better)",
+        "max_gap": "model choice: the candidate's largest per-LLM gap on those queries",
+        "check": "model choice: 'ok', or how many (dataset, LLM) cells its check flagged",
+        "vs_default": "model choice: log_loss minus the 2PL's (negative is better); a "
+        "candidate replaces the 2PL only when below -se",
+        "chosen": "model choice: the candidate fitted on all the queries",
     },
     "abilities": {
         "llm": "the LLM",
@@ -103,7 +111,8 @@ COLUMNS: dict[str, dict[str, str]] = {
 }
 
 FILES: dict[str, str] = {
-    "describe": "prints the per-LLM summary (and for a router, its predictive check)",
+    "describe": "prints the per-LLM summary (for a router: its model-choice table, "
+    "predictive check and abilities)",
     "abilities": "prints (and with --out writes) one row per (LLM, skill)",
     "predict": "writes one row per (query, LLM)",
     "route": "writes one row per query",
