@@ -286,7 +286,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ab = router.abilities().set_index("llm")
     truth = pool.truth["ability"].sel(skill=pool.truth["skill"][0]).to_series()
     ab["true"] = truth.reindex(ab.index)
-    ab["price_usd"] = router.prices_.reindex(ab.index)
+    ab["mean_cost"] = router.prices_.reindex(ab.index)
     ab = ab.drop(columns="skill").sort_values("mean", ascending=False)
     r = float(np.corrcoef(ab["mean"], ab["true"])[0, 1])
     cover = float(((ab["hdi_low"] <= ab["true"]) & (ab["true"] <= ab["hdi_high"])).mean())
@@ -303,7 +303,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "\n4. Routing new queries by utility = P(correct) - X * cost, X the willingness to "
         "pay\n   (irt-bayes route --willingness-to-pay X): X = 0 takes the most accurate "
         "LLM, X = 20 is thriftier;\n   risk-averse decides on the 10% quantile of P(correct) "
-        "instead of its mean. [94% interval]"
+        "instead of its mean.\n   [94% interval]; accuracy_used - X * cost = utility, the "
+        "largest of the query's LLMs"
     )
     runs = {
         "X=0": route(router, new, willingness_to_pay=0.0),
@@ -316,8 +317,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             c = res.choices.set_index("query_id").loc[qid]
             row = res.table[(res.table.query_id == qid) & res.table.chosen].iloc[0]
             _say(
-                f"      {label:<19} {c.llm:<14} P(correct) {c.expected_accuracy:.2f} "
-                f"[{row.accuracy_low:.2f}, {row.accuracy_high:.2f}]  ${c.expected_cost:.5f}"
+                f"      {label:<17} {c.llm:<13} P(correct) {c.expected_accuracy:.2f} "
+                f"[{row.accuracy_low:.2f}, {row.accuracy_high:.2f}]  ${c.expected_cost:.5f}  "
+                f"accuracy_used {c.accuracy_used:.3f}  utility {c.utility:.3f}"
             )
     if args.out:
         router.save(args.out, force=args.force)
@@ -363,7 +365,8 @@ def cmd_route(args: argparse.Namespace) -> int:
     counts = res.choices["llm"].value_counts()
     _say(
         f"routed {len(res.choices)} queries ({args.policy}): mean expected accuracy "
-        f"{res.mean_accuracy:.3f}, expected cost ${res.total_cost:.4f}"
+        f"{res.mean_accuracy:.3f}, total expected cost ${res.total_cost:.4f} "
+        f"(${res.total_cost / max(len(res.choices), 1):.6f} per query)"
     )
     _say(_utility_line(args, res.multiplier))
     _say(_table(counts.rename("queries").to_frame(), "{:.0f}"))
@@ -416,6 +419,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         use_labels=args.use_labels,
         policy=args.policy,
+        quantile=args.quantile,
         complete_cases=not args.all_queries,
         force=args.force,
     )
@@ -424,7 +428,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"scored on {table.attrs['n_queries']} queries that every LLM answered; "
             f"{table.attrs['n_dropped']} others left out (--all-queries keeps them)"
         )
-    _say(_table(table, "{:.4f}"))
+    from irt_bayes.evaluation import display_table
+
+    _say(display_table(table).to_string())
     _say(table.attrs["check"].verdict())
     _say(f"wrote metrics.csv, metrics.md, points.csv, check.csv and pareto.png to {args.out}")
     return 0
@@ -538,7 +544,7 @@ def _command(
 
     p = sub.add_parser(
         name,
-        help=summary,
+        help=summary.replace("%", "%%"),  # help is %-formatted, the description is not
         description=summary[0].upper() + summary[1:] + ".",
         epilog=glossary.epilog(name) or None,
     )
@@ -660,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     _add_safety(pr, writes=False)
 
-    a = _command(sub, "abilities", "posterior LLM abilities with 94%% HDI", cmd_abilities)
+    a = _command(sub, "abilities", "posterior LLM abilities with 94% HDI", cmd_abilities)
     a.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
     a.add_argument("--out", metavar="A.csv", help="also write the table to this CSV file")
 
@@ -694,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_safety(c, reads=False)
 
-    ro = _command(sub, "route", "choose an LLM per query by posterior expected utility", cmd_route)
+    ro = _command(sub, "route", "choose an LLM per query by its policy's utility", cmd_route)
     ro.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
     ro.add_argument(
         "queries", nargs="+", metavar="QUERIES", help="files with query_id and query columns"
@@ -704,15 +710,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--willingness-to-pay",
         type=_number(0.0),
         metavar="X",
-        help="cost weight X >= 0 per USD: utility = accuracy - X * cost (larger is thriftier; "
-        "1/X is the USD one pays for one unit of accuracy)",
+        help="cost weight X >= 0 per USD: utility = accuracy - X * cost (RouterBench's "
+        "name; larger X is thriftier: 1/X is the USD one pays for one unit of accuracy). "
+        "Give this or --alpha; no default",
     )
     knob.add_argument(
         "--alpha",
         type=_number(0.0, 1.0),
         metavar="A",
         help="IRT-Router's form, A in [0, 1]: utility = A * accuracy - (1 - A) * cost / "
-        "(the query's highest cost)",
+        "(the query's highest cost); A = 1 ignores cost, A = 0 takes the cheapest. Give "
+        "this or --willingness-to-pay; no default",
     )
     ro.add_argument(
         "--policy",
@@ -760,6 +768,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="expected-utility",
         choices=["expected-utility", "risk-averse"],
         help="routing policy swept (see route --policy)",
+    )
+    ev.add_argument(
+        "--quantile",
+        type=_number(0.0, 1.0, lo_open=True, hi_open=True),
+        default=0.1,
+        help="risk-averse: the quantile of P(correct) it decides on, in (0, 1)",
     )
     ev.add_argument("--warmup", choices=["irt-router"], help=WARMUP_HELP)
     ev.add_argument("--use-labels", action="store_true", help=LABELS_HELP)

@@ -39,6 +39,7 @@ __all__ = [
     "random_point",
     "evaluate",
     "evaluate_router",
+    "display_table",
     "pareto_plot",
     "lambda_grid",
 ]
@@ -358,6 +359,27 @@ def evaluate(
     return out, points
 
 
+def display_table(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """:func:`evaluate`'s table as text, with ``never`` and ``-`` for its empty cells.
+
+    ``never``: a router's curve never reaches that target (CPT, match cost); ``-``: the
+    metric is not defined for the row (see :data:`irt_bayes.glossary.COLUMNS`).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"auc": [0.8, 0.7], "apgr": [0.9, np.nan], "cpt80": [np.nan, np.nan]},
+    ...                  index=["router", "single: a"])
+    >>> display_table(t, 2).to_dict("index")["router"]
+    {'auc': '0.80', 'apgr': '0.90', 'cpt80': 'never'}
+    """
+    targets = [c for c in ("cpt50", "cpt80", "match_cost_share") if c in table]
+    curve = table["apgr"].notna() if "apgr" in table else pd.Series(False, index=table.index)
+    out = table.map(lambda v: "-" if pd.isna(v) else f"{v:.{digits}f}")
+    for c in targets:
+        out.loc[curve & table[c].isna(), c] = "never"
+    return out
+
+
 def pareto_plot(
     points: Mapping[str, pd.DataFrame],
     singles: pd.DataFrame,
@@ -533,7 +555,7 @@ def evaluate_router(
                     else ""
                 )
                 + ".\n\n"
-                + table.map(lambda v: "-" if pd.isna(v) else f"{v:.4f}").to_markdown()
+                + display_table(table).to_markdown()
                 + "\n\n"
                 + glossary.markdown_table("evaluate")
             )

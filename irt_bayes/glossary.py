@@ -23,12 +23,14 @@ _INTERVAL = "equal-tailed 94% interval of the predictive draws"
 COLUMNS: dict[str, dict[str, str]] = {
     "describe": {
         "n_responses": "responses (query, LLM pairs) of the LLM in the files",
-        "accuracy": "the LLM's mean score over them",
+        "accuracy": "the LLM's mean score over them (points.csv: the mean observed score "
+        "of the choices)",
         "mean_cost": "the LLM's mean USD per query (when the files have costs)",
         "n": "predictive check: held-out responses of the LLM",
         "observed": "predictive check: the LLM's accuracy on the held-out training queries",
         "predicted": "predictive check: its mean predicted P(correct) on the same queries",
-        "gap": "predicted - observed (flagged when above 0.03 beyond sampling error)",
+        "gap": "predicted - observed; flagged when |gap| > 0.03 and |gap| > z * se, z the "
+        "Bonferroni bound for a 5% error over all the cells checked (about 3)",
         "se": "standard error of the gap (sampling error of the observed mean plus the "
         "posterior spread of the predicted one); in the model-choice table, the standard "
         "error of vs_default",
@@ -39,6 +41,18 @@ COLUMNS: dict[str, dict[str, str]] = {
         "vs_default": "model choice: log_loss minus the 2PL's (negative is better); a "
         "candidate replaces the 2PL only when below -se",
         "chosen": "model choice: the candidate fitted on all the queries",
+    },
+    "demo": {
+        "n_responses": "step 1: responses of the LLM in the simulated pool",
+        "accuracy": "step 1: its mean score",
+        "mean_cost": "step 1: its mean USD per query; step 3: its price",
+        "mean": "step 3: posterior mean ability (as in abilities)",
+        "sd": "step 3: its posterior standard deviation",
+        "hdi_low": "step 3: lower end of the ability's 94% HDI",
+        "hdi_high": "step 3: upper end",
+        "true": "step 3: the ability the simulation drew (what the fit should recover)",
+        "accuracy_used": "step 4: the accuracy the policy decided on (as in route)",
+        "utility": "step 4: accuracy_used - X * cost (as in route)",
     },
     "abilities": {
         "llm": "the LLM",
@@ -65,10 +79,11 @@ COLUMNS: dict[str, dict[str, str]] = {
         "accuracy_used": "the accuracy the policy decided on: the posterior mean "
         "(expected-utility), the --quantile of P(correct) (risk-averse, 0.1 by default), "
         "one posterior draw (thompson); empty for prob-best",
-        "expected_cost": "USD of sending this query to that LLM (its price, or the "
-        "query's cost column)",
-        "cost_weight": "USD-to-accuracy exchange rate used: --willingness-to-pay X, plus "
-        "what a binding --budget added; with --alpha A, (1 - A) / the query's highest cost",
+        "expected_cost": "USD of sending this query to that LLM: its price, the LLM's mean "
+        "cost per query in the training data (per-query costs only through the Python "
+        "API's costs=)",
+        "cost_weight": "USD-to-accuracy exchange rate used: --willingness-to-pay X, or with "
+        "--alpha A (1 - A) / the query's highest cost; plus what a binding --budget added",
         "utility": "accuracy_used - cost_weight * expected_cost (with --alpha A: "
         "A * accuracy_used - cost_weight * expected_cost); the chosen LLM has the largest "
         "of the query's; for prob-best, the probability that the LLM has the highest utility",
@@ -91,6 +106,13 @@ COLUMNS: dict[str, dict[str, str]] = {
         "ece": "expected calibration error: |mean observed - mean predicted| in 10 "
         "equal-width bins of P(correct), weighted by each bin's share of pairs",
         "mean_cost": "a single LLM's mean USD per query",
+        "never": "the router's curve never reaches that share of the gap (cpt50, cpt80) or "
+        "the best LLM's accuracy (match_cost_share)",
+        "router": "metrics.csv and points.csv: the row's router, single LLM, oracle or random",
+        "lam": "points.csv: the cost weight X of one sweep point (as route's --willingness-to-pay)",
+        "cost": "points.csv: mean USD per test query of the choices at that X",
+        "dataset": "check.csv: the dataset of the row ('all': every test query)",
+        "flagged": "check.csv: the gap is beyond tolerance and sampling error (see gap)",
         "-": "not defined for that row: calibration needs a router's probabilities, "
         "the gap metrics need a router's curve",
     },
@@ -111,12 +133,15 @@ COLUMNS: dict[str, dict[str, str]] = {
 }
 
 FILES: dict[str, str] = {
+    "demo": "prints four steps: the pool, the fit, abilities beside the truth, routing",
     "describe": "prints the per-LLM summary (for a router: its model-choice table, "
     "predictive check and abilities)",
     "abilities": "prints (and with --out writes) one row per (LLM, skill)",
     "predict": "writes one row per (query, LLM)",
     "route": "writes one row per query",
-    "evaluate": "writes metrics.csv (one row per router, oracle, random and single LLM)",
+    "evaluate": "writes metrics.csv (one row per router, oracle, random and single LLM), "
+    "points.csv (one row per sweep point) and check.csv (predicted vs observed per LLM, "
+    "with the columns of describe's predictive check)",
     "compare": "prints (and with --out writes compare.csv) one row per router",
 }
 

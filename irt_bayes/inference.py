@@ -161,7 +161,7 @@ class Diagnostics:
         if self.method == "advi":
             state = "converged" if self.converged else "NOT converged"
             return (
-                f"ADVI {state} after {self.iterations} iterations in {self.seconds:.1f} s, "
+                f"ADVI {state} after {self.iterations:,} steps in {self.seconds:.1f} s, "
                 "compiling included "
                 "(variational fit: no R-hat; refit with NUTS for calibrated intervals)"
             )
@@ -369,8 +369,8 @@ def fit_advi(
     _progress.compiled()
     if progress:
         # says why a bar stopped short of 100%
-        stop = check.stopped_at
-        how = f"converged at step {stop:,}" if stop else f"reached {max_iter:,} steps"
+        steps = len(approx.hist)  # the count the verdict reports
+        how = f"converged after {steps:,} steps" if check.stopped_at else f"ran {steps:,} steps"
         _progress.say(f"ADVI {how}; drawing {draws:,} samples from the approximation")
     with model:
         idata = approx.sample(draws, random_seed=seed, return_inferencedata=True)

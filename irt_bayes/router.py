@@ -15,6 +15,7 @@ training data.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -277,6 +278,9 @@ class IRTRouter(BaseEstimator):
         spec, domains, self.check_, self.selection_, self.selection_note_ = choose_model(
             self, data, emb, groups
         )
+        if self.progress and self.selection_ is not None:
+            label = str(self.selection_.index[self.selection_["chosen"]][0])
+            print(f"fitting {label} on all {data.n_queries} training queries ...", file=sys.stderr)
         self._fit_core(spec, data, emb, groups, domains=domains)
         if self.check_ is not None and not self.check_.ok:
             warnings.warn(self.check_.verdict(), PredictiveCheckWarning, stacklevel=2)

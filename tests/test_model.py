@@ -627,12 +627,12 @@ def test_advi_diagnostics_verdict():
     assert diag.problems == [
         "ADVI did not converge in 8000 iterations (last relative ELBO change 3.0e-03)"
     ]
-    assert diag.verdict().startswith("ADVI NOT converged after 8000 iterations")
+    assert diag.verdict().startswith("ADVI NOT converged after 8,000 steps")
     with pytest.warns(ConvergenceWarning, match="ADVI NOT converged") as rec:
         warn_if_needed(diag)
     assert len(rec) == 1 and "\n" not in str(rec[0].message)
     ok = Diagnostics(method="advi", seconds=2.0, iterations=1500, converged=True)
-    assert ok.ok and ok.verdict().startswith("ADVI converged after 1500 iterations")
+    assert ok.ok and ok.verdict().startswith("ADVI converged after 1,500 steps")
     d = ok.to_dict()
     assert d["method"] == "advi" and d["iterations"] == 1500 and d["verdict"] == ok.verdict()
 
