@@ -385,7 +385,10 @@ ACCURACY_USED = {
 def _utility_line(args: argparse.Namespace, multiplier: float) -> str:
     """How ``utility`` in the decisions file was computed, in one or two lines."""
     if args.policy == "prob-best":
-        text = "utility = the probability that the LLM has the highest utility across draws"
+        text = (
+            "utility = the share of posterior draws in which the LLM has the highest "
+            "P(correct) - cost_weight * expected_cost"
+        )
     else:
         used = ACCURACY_USED[args.policy].format(q=args.quantile)
         lead = "accuracy_used" if args.alpha is None else f"{args.alpha:g} * accuracy_used"

@@ -86,7 +86,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "--alpha A (1 - A) / the query's highest cost; plus what a binding --budget added",
         "utility": "accuracy_used - cost_weight * expected_cost (with --alpha A: "
         "A * accuracy_used - cost_weight * expected_cost); the chosen LLM has the largest "
-        "of the query's; for prob-best, the probability that the LLM has the highest utility",
+        "of the query's; for prob-best, the share of posterior draws in which the LLM has "
+        "the highest P(correct) - cost_weight * expected_cost",
     },
     "evaluate": {
         "auc": "area under the router's cost-accuracy curve (RouterBench's AIQ), over the "
