@@ -117,6 +117,34 @@ COLUMNS: dict[str, dict[str, str]] = {
         "-": "not defined for that row: calibration needs a router's probabilities, "
         "the gap metrics need a router's curve",
     },
+    "report": {
+        "price": "abilities.csv: the LLM's mean USD per query (other columns as in abilities)",
+        "offset": "dataset_abilities.csv: posterior mean of the LLM x dataset offset added "
+        "to the ability on that dataset (0 without offsets)",
+        "expected": "accuracy.csv: posterior mean of the LLM's expected accuracy on the "
+        "training queries (hdi_low, hdi_high: its 94% HDI)",
+        "pred_low": "accuracy.csv: lower end of the 94% HDI of the mean score of "
+        "replicated responses (expected plus sampling noise)",
+        "pred_high": "accuracy.csv: its upper end",
+        "inside": "accuracy.csv: observed lies within [pred_low, pred_high]",
+        "bin_low": "calibration.csv: lower edge of the bin of predicted P(correct)",
+        "bin_high": "calibration.csv: its upper edge",
+        "ci_low": "calibration.csv: lower end of the 94% Jeffreys interval of the bin's "
+        "observed accuracy",
+        "ci_high": "calibration.csv: its upper end",
+        "difficulty": "queries.csv: posterior mean difficulty b (higher is harder; "
+        "difficulty_sd, _low, _high: its sd and 94% HDI)",
+        "p_average": "queries.csv: P(correct) of the pool's average LLM, sigmoid(-b)",
+        "discrimination": "queries.csv: posterior mean discrimination a (how sharply the "
+        "query separates strong from weak LLMs; the vector's norm for several skills)",
+        "text": "queries.csv: the query text, shortened (with --data; empty without)",
+        "variable": "convergence.csv: a posterior variable (size: its number of elements)",
+        "max_r_hat": "convergence.csv: its worst R-hat (NUTS; should be <= 1.01)",
+        "min_ess_bulk": "convergence.csv: its smallest bulk effective sample size "
+        "(should be >= 400; min_ess_tail: the same for the tails)",
+        "<llm>": "beat_probability.csv: one column per opponent LLM; a cell is the "
+        "posterior probability that the row's LLM has the higher expected accuracy",
+    },
     "compare": {
         "rank": "0 is the router with the best expected predictive accuracy",
         "elpd_loo": "expected log predictive density by PSIS-LOO (elpd_waic with --ic "
@@ -143,6 +171,8 @@ FILES: dict[str, str] = {
     "evaluate": "writes metrics.csv (one row per router, oracle, random and single LLM), "
     "points.csv (one row per sweep point) and check.csv (predicted vs observed per LLM, "
     "with the columns of describe's predictive check)",
+    "report": "writes report.html (one file), report.md, figures and one CSV per table; "
+    "columns not listed are as in abilities and describe",
     "compare": "prints (and with --out writes compare.csv) one row per router",
 }
 
