@@ -374,23 +374,14 @@ def cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
-# what ``accuracy_used`` is, per policy (the README's Output columns say the same)
-ACCURACY_USED = {
-    "expected-utility": "the posterior mean of P(correct)",
-    "risk-averse": "the {q:.0%} posterior quantile of P(correct)",
-    "thompson": "one posterior draw of P(correct) per query",
-}
-
-
 def _utility_line(args: argparse.Namespace, multiplier: float) -> str:
     """How ``utility`` in the decisions file was computed, in one or two lines."""
+    from irt_bayes.glossary import ACCURACY_USED, PROB_BEST_UTILITY
+
     if args.policy == "prob-best":
-        text = (
-            "utility = the share of posterior draws in which the LLM has the highest "
-            "P(correct) - cost_weight * expected_cost"
-        )
+        text = f"utility = {PROB_BEST_UTILITY}"
     else:
-        used = ACCURACY_USED[args.policy].format(q=args.quantile)
+        used = ACCURACY_USED[args.policy].format(q=f"{args.quantile:.0%}")
         lead = "accuracy_used" if args.alpha is None else f"{args.alpha:g} * accuracy_used"
         text = f"utility = {lead} - cost_weight * expected_cost; accuracy_used = {used}"
     if args.budget is None:

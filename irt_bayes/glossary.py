@@ -16,9 +16,28 @@ from __future__ import annotations
 
 import textwrap
 
-__all__ = ["COLUMNS", "FILES", "epilog", "markdown", "markdown_table"]
+__all__ = [
+    "ACCURACY_USED",
+    "COLUMNS",
+    "FILES",
+    "PROB_BEST_UTILITY",
+    "epilog",
+    "markdown",
+    "markdown_table",
+]
 
 _INTERVAL = "equal-tailed 94% interval of the predictive draws"
+
+# what each policy decides on (route's accuracy_used); {q} is the risk-averse quantile
+ACCURACY_USED = {
+    "expected-utility": "the posterior mean of P(correct)",
+    "risk-averse": "the {q} posterior quantile of P(correct)",
+    "thompson": "one posterior draw of P(correct) per query",
+}
+PROB_BEST_UTILITY = (
+    "the share of posterior draws in which the LLM has the highest "
+    "P(correct) - cost_weight * expected_cost"
+)
 
 COLUMNS: dict[str, dict[str, str]] = {
     "describe": {
@@ -76,9 +95,12 @@ COLUMNS: dict[str, dict[str, str]] = {
         "query_id": "the query, as in the input file",
         "llm": "the LLM chosen for it",
         "expected_accuracy": "posterior mean P(correct) of that LLM on this query",
-        "accuracy_used": "the accuracy the policy decided on: the posterior mean "
-        "(expected-utility), the --quantile of P(correct) (risk-averse, 0.1 by default), "
-        "one posterior draw (thompson); empty for prob-best",
+        "accuracy_used": "the accuracy the policy decided on: "
+        + "; ".join(
+            f"{text.format(q='--quantile (0.1 by default)')} ({policy})"
+            for policy, text in ACCURACY_USED.items()
+        )
+        + "; empty for prob-best",
         "expected_cost": "USD of sending this query to that LLM: its price, the LLM's mean "
         "cost per query in the training data (per-query costs only through the Python "
         "API's costs=)",
@@ -86,8 +108,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "--alpha A (1 - A) / the query's highest cost; plus what a binding --budget added",
         "utility": "accuracy_used - cost_weight * expected_cost (with --alpha A: "
         "A * accuracy_used - cost_weight * expected_cost); the chosen LLM has the largest "
-        "of the query's; for prob-best, the share of posterior draws in which the LLM has "
-        "the highest P(correct) - cost_weight * expected_cost",
+        "of the query's; for prob-best, " + PROB_BEST_UTILITY,
     },
     "evaluate": {
         "auc": "area under the router's cost-accuracy curve (RouterBench's AIQ), over the "

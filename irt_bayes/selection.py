@@ -253,10 +253,10 @@ def choose_model(
         p = sub.predict_proba(hold_q, embeddings=emb_hold)
         p = p.reindex(llm=llms).transpose("draw", "query", "llm").to_numpy()
         w = np.where(np.isnan(p).any(axis=0), 0.0, weight)
-        chk = predictive_check(np.nan_to_num(p, nan=0.5), score, w, llms, true_ds)
+        p = np.nan_to_num(p, nan=0.5)
+        chk = predictive_check(p, score, w, llms, true_ds)
         checks[label], specs[label] = chk, (spec, domains)
-        per_query[label] = pointwise_log_loss(np.nan_to_num(p, nan=0.5).mean(0), score, w)
-        per_query[label] = per_query[label].sum(axis=1)
+        per_query[label] = pointwise_log_loss(p.mean(axis=0), score, w).sum(axis=1)
         rows[label] = {
             "log_loss": chk.log_loss,
             "max_gap": chk.max_gap,
@@ -272,10 +272,8 @@ def choose_model(
     paired = [_difference(per_query, m, default, total) for m in rows]
     table["vs_default"] = [d for d, _ in paired]
     table["se"] = [e for _, e in paired]
-    best, lowest = one_se_choice(table, default)
-    keep_default = auto and best != lowest
-    if not auto:
-        best = lowest
+    best, lowest = one_se_choice(table, default)  # one candidate unless auto
+    keep_default = best != lowest
     diff, se = table.loc[lowest, ["vs_default", "se"]]
     chosen = table.loc[best]
     table["chosen"] = table.index == best

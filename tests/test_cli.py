@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pandas as pd
 import pytest
 
 from irt_bayes.cli import main
+from irt_bayes.outputs import _umask
 from irt_bayes.routing import CHOICE_COLUMNS
 from irt_bayes.simulate import simulate_pool
 
@@ -323,9 +323,3 @@ def test_evaluate_unknown_llm_is_one_line(
     err = _one_line_error(capsys)
     assert "not-in-pool" in err and str(f) in err
     assert not (tmp_path / "e").exists()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
