@@ -137,8 +137,9 @@ def test_heartbeat_outside_a_terminal() -> None:
     assert lines[-1].startswith("irt-bayes: compiling: done in ")
 
 
-def test_bar_is_a_ticker_when_stderr_is_not_a_terminal() -> None:
-    # pytest captures stderr: not a terminal
+def test_bar_is_a_ticker_when_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    # fixed either way, so that `pytest -s` in a terminal tests the same thing
+    monkeypatch.setattr(progress, "interactive", lambda stream=None: False)
     assert isinstance(progress.bar(10, "x", unit="text"), progress.Ticker)
     assert progress.bar(10, "x", unit="text", enabled=False) is None
 
