@@ -21,7 +21,8 @@ class Ability(Component):
 
     def __init__(self, spec, structure) -> None:  # noqa: ANN001
         super().__init__(spec, structure)
-        self.variables = {"theta": ("llm", "skill")}
+        self.variables = {"theta": ("llm", "skill"), "sigma_theta": ("skill",)}
+        self.llm_scales = {"theta": "sigma_theta"}
 
     def build(self, ctx: BuildContext) -> dict[str, Array]:  # noqa: D102
         sigma = pm.HalfNormal("sigma_theta", self.spec.priors.ability_scale, dims="skill")

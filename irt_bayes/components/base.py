@@ -270,18 +270,24 @@ class Component:
     residual_scales : dict of str to str
         For each per-query variable, the posterior variable of its prior scale: the
         ``"normal"`` predictive draws a new query's value from ``N(0, scale^2)``.
+    llm_scales : dict of str to str
+        For each variable with an ``llm`` axis, the posterior variable of its population
+        scale: an LLM added after the fit (:mod:`irt_bayes.onboarding`) has the prior
+        ``N(0, scale^2)`` for its values. The term must be linear in them.
     """
 
     name: ClassVar[str] = ""
     variables: dict[str, tuple[str, ...]]
     dataset_variables: tuple[str, ...] = ()
     residual_scales: dict[str, str]
+    llm_scales: dict[str, str]
 
     def __init__(self, spec: Any, structure: Structure) -> None:
         self.spec = spec
         self.structure = structure
         self.variables = {}
         self.residual_scales = {}
+        self.llm_scales = {}
 
     # ---------------------------------------------------------------- PyMC graph
     def build(self, ctx: BuildContext) -> dict[str, Array]:

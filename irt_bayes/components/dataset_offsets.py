@@ -25,6 +25,7 @@ class DatasetOffsets(Component):
     def __init__(self, spec, structure) -> None:  # noqa: ANN001
         super().__init__(spec, structure)
         self.variables = {"gamma": ("dataset", "llm"), "tau_gamma": ()}
+        self.llm_scales = {"gamma": "tau_gamma"}
 
     def build(self, ctx: BuildContext) -> dict[str, Array]:  # noqa: D102
         tau = pm.HalfNormal("tau_gamma", self.spec.priors.dataset_ability_scale)

@@ -18,7 +18,8 @@ class LLMSlopes(Component):
 
     def __init__(self, spec, structure) -> None:  # noqa: ANN001
         super().__init__(spec, structure)
-        self.variables["llm_slopes"] = ("feature", "llm")
+        self.variables.update(llm_slopes=("feature", "llm"), tau_w=())
+        self.llm_scales = {"llm_slopes": "tau_w"}
 
     def build(self, ctx: BuildContext) -> dict[str, Array]:  # noqa: D102
         tau = pm.HalfNormal("tau_w", self.spec.priors.slope_scale)
