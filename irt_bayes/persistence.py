@@ -132,6 +132,10 @@ def save_router(router: IRTRouter, path: str | os.PathLike, *, force: bool = Fal
         if router.selection_ is None
         else router.selection_.reset_index().to_dict(orient="list"),
         "selection_note": router.selection_note_,
+        # LLMs added after the fit from probes (irt_bayes.onboarding), with their counts
+        "onboarded": None
+        if getattr(router, "onboarded_", None) is None
+        else router.onboarded_.to_dict(orient="list"),
     }
     with atomic_directory(path, "router", force=force) as tmp:
         text = json.dumps(_finite(meta), indent=2, default=_json_default, allow_nan=False)
@@ -317,6 +321,8 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     sel = meta.get("selection")
     router.selection_ = None if sel is None else pd.DataFrame(sel).set_index("model")
     router.selection_note_ = str(meta.get("selection_note", ""))
+    onb = meta.get("onboarded")
+    router.onboarded_ = None if onb is None else pd.DataFrame(onb)
     router.likelihood_ = meta.get("likelihood", "bernoulli")
     router.idata_ = idata
     d = meta.get("diagnostics", {})

@@ -165,6 +165,9 @@ class IRTRouter(BaseEstimator):
         Held-out log loss, largest gap, check and ``chosen`` of every candidate
         (``model="auto"``; a spec on latent clusters is named e.g. ``"2pl (clusters)"``).
     encoder_id_ : str
+    onboarded_ : pandas.DataFrame or None
+        LLMs added after the fit by :meth:`add_llms` (``llm, probes, new_queries,
+        probe_accuracy, price``); None when every LLM was fitted.
 
     Examples
     --------
@@ -344,6 +347,7 @@ class IRTRouter(BaseEstimator):
         self.idata_ = idata
         self.diagnostics_ = diag
         self.embedding_dim_ = int(emb.shape[1])
+        self.onboarded_ = None
         self._draws = None
         score, weight = response_grid(data, self.llms_)
         self.tau_, self.tau_losses_ = select_tau(
@@ -600,6 +604,38 @@ class IRTRouter(BaseEstimator):
                 **{k: v.ravel() for k, v in out.items()},
             }
         )
+
+    # ------------------------------------------------------------------------ new LLMs
+    def suggest_probes(
+        self, n: int, *, after: ResponseData | pd.DataFrame | None = None, **kwargs: Any
+    ) -> pd.DataFrame:
+        """The ``n`` training queries that teach most about a new LLM's abilities.
+
+        See :func:`irt_bayes.onboarding.suggest_probes` (``after``: its answers so far).
+        """
+        from irt_bayes.onboarding import suggest_probes
+
+        return suggest_probes(self, n, after=after, **kwargs)
+
+    def add_llms(self, responses: ResponseData | pd.DataFrame, **kwargs: Any) -> IRTRouter:
+        """A copy of the router with the LLMs of ``responses`` added, items held.
+
+        See :func:`irt_bayes.onboarding.add_llms`.
+        """
+        from irt_bayes.onboarding import add_llms
+
+        return add_llms(self, responses, **kwargs)
+
+    def suggest_labels(
+        self, queries: pd.DataFrame | Sequence[str], n: int, **kwargs: Any
+    ) -> pd.DataFrame:
+        """The ``n`` (query, LLM) pairs whose outcomes would most improve routing.
+
+        See :func:`irt_bayes.onboarding.suggest_labels`.
+        """
+        from irt_bayes.onboarding import suggest_labels
+
+        return suggest_labels(self, queries, n, **kwargs)
 
     # ----------------------------------------------------------------------- summaries
     def abilities(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:

@@ -138,6 +138,13 @@ ROUTER_SCHEMA: dict[str, Any] = {
             "propertyNames": {"pattern": _FLOAT_KEY},
             "additionalProperties": _NUM_OR_NULL,
         },
+        "onboarded": {
+            "type": ["object", "null"],
+            "required": ["llm", "probes"],
+            "properties": {"llm": _NAMES, "probes": {"type": "array", "items": _COUNT}},
+            "additionalProperties": {"type": "array", "x-expect": "a list (one column)"},
+            "x-expect": "an object of columns (llm, probes...) or null",
+        },
         "train_queries": {
             "type": "object",
             "required": ["query_id"],
@@ -342,10 +349,10 @@ def check_metadata(meta: Any, file: str | Path) -> None:
             f"{len(meta['llms'])} LLMs",
         )
     _lengths_agree(meta["train_queries"], "train_queries", file)
-    for key in ("selection", "check"):
+    for key in ("selection", "check", "onboarded"):
         block = meta.get(key)
         if block is not None:
-            _lengths_agree(block if key == "selection" else block["table"], key, file)
+            _lengths_agree(block["table"] if key == "check" else block, key, file)
     st = meta["structure"]
     if st.get("groups") is not None:
         idx = st.get("group_idx")
