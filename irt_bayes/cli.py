@@ -1,8 +1,9 @@
 """Command-line interface: ``irt-bayes demo | describe | fit | predict | abilities | ...``.
 
 Also ``route`` (an LLM per query by expected utility), ``evaluate`` (cost-accuracy
-sweep on test data), ``report`` (posterior report of a saved router) and ``compare``
-(PSIS-LOO across routers fitted on the same data).
+sweep on test data), ``report`` (posterior report of a saved router), ``compare``
+(PSIS-LOO across routers fitted on the same data), and ``probe``, ``onboard`` and
+``suggest`` (new LLMs from a few probes, and what to label next).
 
 Every user error (a bad option value, data file, spec or saved router) prints one line
 to stderr and exits with status 2. Output paths are checked before any long work, output
@@ -89,6 +90,12 @@ def _describe_router(path: str) -> int:
     if router.check_ is not None:
         _say(router.check_.verdict())
         _say(_table(router.check_.per_llm[["n", "observed", "predicted", "gap", "se"]]))
+    onb = getattr(router, "onboarded_", None)
+    if onb is not None and len(onb):
+        added = ", ".join(
+            f"{m} ({int(k)} probes)" for m, k in zip(onb["llm"], onb["probes"], strict=True)
+        )
+        _say(f"added after the fit by onboard (item parameters held; not in the check): {added}")
     if router.datasets_:
         src = "latent clusters" if router.domain_.source == "clusters" else "dataset labels"
         _say(f"datasets ({src}): {', '.join(router.datasets_)}")
@@ -371,6 +378,87 @@ def cmd_route(args: argparse.Namespace) -> int:
     _say(_utility_line(args, res.multiplier))
     _say(_table(counts.rename("queries").to_frame(), "{:.0f}"))
     _say(f"wrote {args.out}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Choose training queries to run a new LLM on."""
+    import pandas as pd
+
+    from irt_bayes.data import load_responses
+
+    check_output_file(args.out)
+    router = _load_router(args.router, True)
+    after = load_responses(*args.after, allow_pickle=args.trust_pickle) if args.after else None
+    probes = router.suggest_probes(args.n, after=after, target=args.target)
+    texts = None
+    if args.data:
+        known = load_responses(*args.data, allow_pickle=args.trust_pickle).queries
+        texts = known.set_index("query_id")["query"].reindex(probes["query_id"])
+    probes.insert(1, "query", "" if texts is None else texts.fillna("").to_numpy())
+    _write_csv(pd.DataFrame(probes), args.out)
+    answered = f" after {after.n_responses} answers" if after is not None else ""
+    _say(f"chose {len(probes)} probes{answered} (target: {args.target}); wrote {args.out}")
+    if texts is None:
+        _say("query texts are not saved in routers: pass --data TRAIN to include them")
+    elif texts.isna().any():
+        _say(f"{int(texts.isna().sum())} probes have no text in --data (left empty)")
+    return 0
+
+
+def _prices(items: Sequence[str] | None) -> dict[str, float]:
+    """``LLM=USD`` options as a dict (the LLM name may itself hold '=')."""
+    out = {}
+    for item in items or []:
+        name, sep, value = item.rpartition("=")
+        try:
+            usd = float(value)
+        except ValueError:
+            usd = math.nan
+        if not sep or not name or not math.isfinite(usd) or usd < 0:
+            raise IrtBayesError(f"--price {item!r}: expected LLM=USD with USD a number >= 0")
+        out[name] = usd
+    return out
+
+
+def cmd_onboard(args: argparse.Namespace) -> int:
+    """Add new LLMs from their answers to probes, without refitting."""
+    from irt_bayes.data import load_responses
+    from irt_bayes.onboarding import training_accuracy
+
+    check_output_dir(args.out, "router", force=args.force)
+    prices = _prices(args.price)
+    router = _load_router(args.router, args.quiet)
+    data = load_responses(*args.responses, allow_pickle=args.trust_pickle)
+    new = router.add_llms(data, prices=prices, replace=args.replace)
+    new.save(args.out, force=args.force)
+    added = new.onboarded_.tail(len(data.llms)).set_index("llm")
+    added["expected_accuracy"] = training_accuracy(new, list(added.index))
+    _say(f"added {len(added)} LLM(s) to {len(router.llms_)}; wrote {args.out}")
+    _say(_table(added))
+    ab = new.abilities()
+    _say(_table(ab[ab["llm"].isin(added.index)].reset_index(drop=True)))
+    share = added["new_queries"] / added["probes"]
+    if (share > 0).any():
+        _say("probes on queries the router was not fitted on use the new-query predictive")
+    return 0
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    """Choose (query, LLM) pairs to label next."""
+    from irt_bayes.data import load_queries
+
+    check_output_file(args.out)
+    router = _load_router(args.router, args.quiet)
+    queries = load_queries(*args.queries, allow_pickle=args.trust_pickle)
+    pairs = router.suggest_labels(queries, args.n, willingness_to_pay=args.willingness_to_pay)
+    _write_csv(pairs, args.out)
+    total = float(pairs["value"].sum())
+    _say(
+        f"chose {len(pairs)} pairs from {len(queries)} queries x {len(router.llms_)} LLMs; "
+        f"their expected gain in utility sums to {total:.4g}; wrote {args.out}"
+    )
+    _say(_table(pairs.head(10), "{:.4g}"))
     return 0
 
 
@@ -748,6 +836,76 @@ def build_parser() -> argparse.ArgumentParser:
         help="route with a router saved from an interrupted fit (--keep-partial)",
     )
     _add_safety(ro, writes=False)
+
+    pb = _command(sub, "probe", "choose training queries to run a new LLM on", cmd_probe)
+    pb.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
+    pb.add_argument("--n", type=_integer(1), required=True, help="probes to choose")
+    pb.add_argument(
+        "--after",
+        nargs="+",
+        metavar="RESPONSES",
+        help="the new LLM's answers so far: choose the next probes given them (adaptive "
+        "testing; default: under the population prior)",
+    )
+    pb.add_argument(
+        "--target",
+        choices=["predictions", "abilities"],
+        default="predictions",
+        help="what the probes should teach: the LLM's P(correct) on the training queries "
+        "(I-optimal), or its abilities themselves (D-optimal)",
+    )
+    pb.add_argument(
+        "--data", nargs="+", metavar="DATA", help="the training files, to write query texts"
+    )
+    pb.add_argument("--out", required=True, metavar="PROBES.csv", help="CSV file to write")
+    _add_safety(pb, writes=False)
+
+    ob = _command(
+        sub, "onboard", "add new LLMs from their answers to probes, without a refit", cmd_onboard
+    )
+    ob.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
+    ob.add_argument(
+        "responses",
+        nargs="+",
+        metavar="RESPONSES",
+        help="tidy response files of the new LLMs (query_id, query, llm, score[, cost])",
+    )
+    ob.add_argument("--out", required=True, metavar="ROUTER2", help="folder to save the router to")
+    ob.add_argument(
+        "--price",
+        action="append",
+        metavar="LLM=USD",
+        help="USD per query of a new LLM (repeatable; default: the mean of its cost column)",
+    )
+    ob.add_argument(
+        "--replace",
+        action="store_true",
+        help="re-estimate LLMs already in the pool from these responses alone (default: "
+        "refuse them)",
+    )
+    ob.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    _add_safety(ob)
+
+    sg = _command(
+        sub, "suggest", "choose (query, LLM) pairs to label, by their value to routing", cmd_suggest
+    )
+    sg.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
+    sg.add_argument(
+        "queries", nargs="+", metavar="QUERIES", help="candidate queries (query_id, query)"
+    )
+    sg.add_argument("--n", type=_integer(1), required=True, help="pairs to choose")
+    sg.add_argument(
+        "--willingness-to-pay",
+        type=_number(0.0),
+        nargs="+",
+        default=[0.0],
+        metavar="X",
+        help="cost weight(s) per USD of the routing utility, as in route; with several, "
+        "the value is averaged over them",
+    )
+    sg.add_argument("--out", required=True, metavar="PAIRS.csv", help="CSV file to write")
+    sg.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+    _add_safety(sg, writes=False)
 
     ev = _command(
         sub, "evaluate", "cost-accuracy sweep and calibration on test responses", cmd_evaluate

@@ -180,6 +180,35 @@ COLUMNS: dict[str, dict[str, str]] = {
         "k_high": "share of responses whose Pareto k is above ArviZ's threshold (0.7 or "
         "less; printed in %): above a few %, prefer K-fold cross-validation",
     },
+    "probe": {
+        "query_id": "a training query to run the new LLM on",
+        "query": "its text (from --data; empty without: routers keep only ids)",
+        "dataset": "its dataset label in the training data (where there were labels)",
+        "rank": "order of choice: the best probe first, each chosen given those before it",
+        "gain": "what the probe adds to the ones ranked before it: expected information "
+        "about the abilities in nats (--target abilities), or the fall in the mean "
+        "posterior variance of P(correct) over the training queries (--target predictions)",
+    },
+    "onboard": {
+        "llm": "an LLM added from RESPONSES",
+        "probes": "its responses used (one per query)",
+        "new_queries": "how many of them are on queries the router was not fitted on "
+        "(their item parameters come from the new-query predictive)",
+        "probe_accuracy": "its mean score on those responses",
+        "price": "USD per query the router uses for it (--price, else its mean cost)",
+        "expected_accuracy": "its posterior mean P(correct) averaged over the training "
+        "queries (below the table: its abilities, with the columns of abilities)",
+    },
+    "suggest": {
+        "query_id": "a candidate query from QUERIES",
+        "llm": "the LLM to run on it",
+        "value": "expected gain in the utility of that query's routing decision once the "
+        "outcome is known (expected value of sample information; averaged over the "
+        "--willingness-to-pay values)",
+        "p_mean": "the LLM's current mean P(correct) on the query",
+        "routed_now": "the LLM the query is routed to now (at the first "
+        "--willingness-to-pay value)",
+    },
 }
 
 FILES: dict[str, str] = {
@@ -195,6 +224,9 @@ FILES: dict[str, str] = {
     "report": "writes report.html (one file), report.md, figures and one CSV per table; "
     "columns not listed are as in abilities and describe",
     "compare": "prints (and with --out writes compare.csv) one row per router",
+    "probe": "writes one row per probe, best first",
+    "onboard": "writes the new router and prints one row per added LLM",
+    "suggest": "writes one row per (query, LLM) pair, most valuable first",
 }
 
 
