@@ -61,8 +61,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy.special import expit
 
-from irt_bayes.components import NUMPY, Component, Grid, Inputs, linear_predictor
+from irt_bayes.components import NUMPY, Component, Grid, Inputs, linear_predictor, log_likelihood
 from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.predict import NewQueryPredictive, extract_draws, sample_index
@@ -91,11 +92,11 @@ ABILITY_TERMS = ("ability", "dataset_offsets")
 DESIGN_DRAWS = 200
 # Fisher-scoring iterations of the Laplace approximation (it converges in 5-10).
 _MAX_ITER = 50
+_BACKTRACK = 12  # step halvings per iteration at most
 # Multipliers of the population scale in the prior of a new LLM, equally likely: the
 # means of the five quintiles of lambda^-1/2, lambda ~ Gamma(2, rate 2): a discrete
 # version of the scale mixture that makes a Student-t with 4 degrees of freedom.
 PRIOR_SCALES = (0.70, 0.90, 1.09, 1.36, 2.20)
-_EPS = 1e-9
 
 
 @dataclass(frozen=True)
@@ -211,17 +212,45 @@ def llm_design(
 
 
 def _score_weight(
-    eta: np.ndarray, c: np.ndarray | None, y: np.ndarray, n: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Score (d log-lik / d eta), Fisher weight ``n P'^2 / (P (1 - P))``, and P."""
-    p0 = 1.0 / (1.0 + np.exp(-np.clip(eta, -35, 35)))
+    eta: np.ndarray, c: np.ndarray | None, y: np.ndarray, n: np.ndarray, observed: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score ``d log-lik / d eta`` and an information weight per probe.
+
+    The weight is Fisher's ``n P'^2 / (P (1 - P))``, or with ``observed`` the observed
+    information ``-d^2 log-lik / d eta^2`` (floored at 0).
+
+    With ``P = c + (1 - c) s``, ``s = sigmoid(eta)``, both are written without
+    ``1 - P`` in a denominator (``1 - P = (1 - c)(1 - s)`` cancels), so a wrong answer
+    at a large ``eta`` keeps its weight. Without ``c`` the two weights are equal.
+    """
+    s = expit(eta)
     if c is None:
-        p = p0
-        return y - n * p0, n * p0 * (1 - p0), p
-    p = c + (1 - c) * p0
-    dp = (1 - c) * p0 * (1 - p0)
-    v = np.clip(p * (1 - p), _EPS, None)
-    return (y - n * p) * dp / v, n * dp**2 / v, p
+        return y - n * s, n * s * (1 - s)
+    p = c + (1 - c) * s
+    ratio = (1 - c) * s / p
+    score = y * ratio * (1 - s) - (n - y) * s
+    if not observed:
+        return score, n * ratio * s * (1 - s)
+    # d/d eta of y (1-c) s (1-s) / p - (n-y) s, negated
+    du = ratio * (1 - s) * (1 - 2 * s)  # (1-c) s (1-s) (1-2s) / p
+    obs = -(y * (du - (ratio * (1 - s)) ** 2) - (n - y) * s * (1 - s))
+    return score, np.maximum(obs, 0.0)
+
+
+def _log_post(
+    o: np.ndarray,
+    z: np.ndarray,
+    c: np.ndarray | None,
+    y: np.ndarray,
+    n: np.ndarray,
+    phi: np.ndarray,
+    prec: np.ndarray,
+    mean: np.ndarray,
+) -> np.ndarray:
+    """(S,) log-likelihood of the probes (the model's, with log1pexp) plus log prior."""
+    eta = o + np.einsum("sqp,sp->sq", z, phi)
+    ll = log_likelihood(y, eta, c, n, NUMPY).sum(axis=1)
+    return ll - 0.5 * (prec * (phi - mean) ** 2).sum(axis=1)
 
 
 def _laplace(
@@ -233,28 +262,39 @@ def _laplace(
     sd: np.ndarray,
     mean: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-draw mode (S, P) and precision (S, P, P) of ``phi`` given the probes."""
+    """Per-draw mode (S, P) and precision (S, P, P) of ``phi`` given the probes.
+
+    Newton steps on the observed information (floored at 0 where the 3PL's
+    log-likelihood is not concave) with a backtracking line search per draw: the log
+    posterior never falls, and the precision returned is its curvature at the mode.
+    """
     prec = 1.0 / np.clip(sd, 1e-6, None) ** 2
     mean = np.zeros_like(sd) if mean is None else mean
     phi = mean.copy()
     eye = np.eye(sd.shape[1])
-    H = None
+    f = _log_post(o, z, c, y, n, phi, prec, mean)
     for _ in range(_MAX_ITER):
         eta = o + np.einsum("sqp,sp->sq", z, phi)
-        g, w, _ = _score_weight(eta, c, y, n)
+        g, w = _score_weight(eta, c, y, n, observed=True)
         grad = np.einsum("sqp,sq->sp", z, g) - prec * (phi - mean)
         H = np.einsum("sqp,sq,sqr->spr", z, w, z) + prec[:, :, None] * eye
         step = np.linalg.solve(H, grad[..., None])[..., 0]
-        # damped: a step of more than 2 logits per entry is cut (3PL's weak curvature)
-        big = np.abs(step).max(axis=1, keepdims=True)
-        step = step * np.minimum(1.0, 2.0 / np.maximum(big, _EPS))
-        phi = phi + step
-        if np.abs(step).max() < 1e-6:
+        t = np.ones(len(phi))
+        for _ in range(_BACKTRACK):
+            new = phi + t[:, None] * step
+            f_new = _log_post(o, z, c, y, n, new, prec, mean)
+            worse = f_new < f - 1e-12
+            if not worse.any():
+                break
+            t = np.where(worse, t / 2, t)
+        keep = f_new >= f - 1e-12
+        phi = np.where(keep[:, None], new, phi)
+        f = np.where(keep, f_new, f)
+        if np.abs(t[:, None] * step).max() < 1e-6:
             break
     eta = o + np.einsum("sqp,sp->sq", z, phi)
-    _, w, _ = _score_weight(eta, c, y, n)
-    H = np.einsum("sqp,sq,sqr->spr", z, w, z) + prec[:, :, None] * eye
-    return phi, H
+    _, w = _score_weight(eta, c, y, n, observed=True)
+    return phi, np.einsum("sqp,sq,sqr->spr", z, w, z) + prec[:, :, None] * eye
 
 
 def _log_evidence(
@@ -268,12 +308,8 @@ def _log_evidence(
     H: np.ndarray,
 ) -> np.ndarray:
     """(S,) Laplace approximation of log p(probes | prior sd), up to a constant."""
-    eta = o + np.einsum("sqp,sp->sq", z, mode)
-    _, _, p = _score_weight(eta, c, y, n)
-    p = np.clip(p, _EPS, 1 - _EPS)
-    ll = (y * np.log(p) + (n - y) * np.log1p(-p)).sum(axis=1)
-    prior = -0.5 * ((mode / sd) ** 2).sum(axis=1) - np.log(sd).sum(axis=1)
-    return ll + prior - 0.5 * np.linalg.slogdet(H)[1]
+    f = _log_post(o, z, c, y, n, mode, 1.0 / sd**2, np.zeros_like(sd))
+    return f - np.log(sd).sum(axis=1) - 0.5 * np.linalg.slogdet(H)[1]
 
 
 def fit_new_llm(
@@ -428,13 +464,18 @@ def _query_design(
     return o, z, c, new
 
 
-def _outcomes(router: IRTRouter, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _outcomes(
+    router: IRTRouter, rows: pd.DataFrame, source: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(successes, trials) of responses, as the router's likelihood reads them."""
     score = rows["score"].to_numpy(float)
     if router.likelihood_ != "binomial":
         return score, np.ones(len(rows))
     if "trials" not in rows or rows["trials"].isna().any():
-        raise DataError("the router's binomial likelihood needs a 'trials' column for every row")
+        raise DataError(
+            "the router's binomial likelihood needs a 'trials' column for every row",
+            source=source,
+        )
     n = rows["trials"].to_numpy(float)
     return np.round(score * n), n
 
@@ -511,13 +552,15 @@ def add_llms(
             source=src,
         )
     q = data.queries.reset_index(drop=True)
-    pos = _training_positions(router, q["query_id"].tolist())
-    if (pos < 0).all():
-        raise DataError(
-            f"none of its {len(q)} queries is one the router was fitted on (matched by "
-            "query_id); answer probes from 'irt-bayes probe' so the item parameters are known",
-            source=src,
-        )
+    for m in new_llms:
+        ids = data.responses.loc[data.responses["llm"] == m, "query_id"]
+        if (_training_positions(router, ids.tolist()) < 0).all():
+            raise DataError(
+                f"none of the {len(ids)} queries of LLM {m!r} is one the router was fitted "
+                "on (matched by query_id); answer probes from 'irt-bayes probe' so the item "
+                "parameters are known",
+                source=src,
+            )
     price = _new_prices(router, data, new_llms, prices)
     comps = router.components_
     post = router.idata_.posterior
@@ -535,7 +578,7 @@ def add_llms(
     for m in new_llms:
         rows = data.responses[data.responses["llm"] == m]
         qi = qpos.reindex(rows["query_id"].astype(str)).to_numpy(int)
-        y, n = _outcomes(router, rows)
+        y, n = _outcomes(router, rows, src)
         cc = None if c is None else c[:, qi]
         phi, _ = fit_new_llm(o[:, qi], z[:, qi], cc, y, n, sd, rng)
         if m in llms:
@@ -568,6 +611,11 @@ def _new_prices(
         raise DataError(f"a price is given for {unknown[0]!r}, which has no responses here")
     from_cost = data.prices() if data.has_cost else pd.Series(dtype=float)
     need = bool(np.isfinite(router.prices_.to_numpy(float)).any())
+    if given and not need:
+        raise DataError(
+            "the router has no prices (its training data had no 'cost'), so a price for a "
+            "new LLM could not be compared with the others; drop --price"
+        )
     out = {}
     for m in llms:
         v = given.get(m, from_cost.get(m, np.nan))
@@ -648,12 +696,18 @@ def _with_llms(
         groups = list(s.groups)
         group_idx = list(group_idx)
         for m in llms[len(group_idx) :]:
-            groups.append(m)
+            label = m
+            while label in groups:  # an LLM named like a provider: a label of its own
+                label += " (onboarded)"
+            groups.append(label)
             group_idx.append(len(groups) - 1)
         s = dataclasses.replace(s, groups=groups)
     out.structure_ = dataclasses.replace(s, llms=list(llms), group_idx=group_idx)
     prev = getattr(router, "onboarded_", None)
-    out.onboarded_ = onboarded if prev is None else pd.concat([prev, onboarded], ignore_index=True)
+    if prev is not None:  # a replaced LLM keeps only its latest onboarding
+        prev = prev[~prev["llm"].isin(onboarded["llm"])]
+        onboarded = pd.concat([prev, onboarded], ignore_index=True)
+    out.onboarded_ = onboarded
     out._draws = None
     return out
 
@@ -745,7 +799,8 @@ def suggest_probes(
             )
         q = data.queries.reset_index(drop=True)
         o, z, c, _ = _query_design(router, dr, blocks, q)
-        y, nn = _outcomes(router, data.responses.set_index("query_id").loc[q["query_id"]])
+        rows = data.responses.set_index("query_id").loc[q["query_id"]]
+        y, nn = _outcomes(router, rows, data.source)
         phi, H = fit_new_llm(o, z, c, y, nn, sd, rng)
         cov = np.linalg.inv(H)
         pos = _training_positions(router, q["query_id"].tolist())
@@ -756,10 +811,15 @@ def suggest_probes(
     ex = _training_positions(router, [str(e) for e in exclude])
     taken[ex[ex >= 0]] = True
     n_free = int((~taken).sum())
+    if n_free == 0:
+        raise IrtBayesError("every training query is answered or excluded: no probe is left")
     if not 1 <= n <= n_free:
         raise IrtBayesError(f"n must be between 1 and {n_free} (training queries left), got {n}")
     if target not in TARGETS:
         raise IrtBayesError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+    # a binomial probe of the pool's usual k-of-n carries n times a 0/1 probe's information
+    t = router.training_inputs()["trials"] if router.likelihood_ == "binomial" else None
+    trials = 1.0 if t is None else float(np.median(t))
     # Fisher weights, squared slopes dP/deta, and directions z of every training query
     S = len(idx)
     w, dp2 = np.empty((S, Q)), np.empty((S, Q))
@@ -769,8 +829,8 @@ def suggest_probes(
         values, inp = _training_values(router, dr, pos)
         o, z, c = llm_design(comps, values, inp, blocks)
         eta = o + np.einsum("sqp,sp->sq", z, phi)
-        _, w[:, pos], _ = _score_weight(eta, c, np.zeros_like(eta), np.ones_like(eta))
-        p0 = 1.0 / (1.0 + np.exp(-np.clip(eta, -35, 35)))
+        _, w[:, pos] = _score_weight(eta, c, np.zeros_like(eta), trials)
+        p0 = expit(eta)
         dp2[:, pos] = (p0 * (1 - p0) * (1.0 if c is None else 1 - c)) ** 2
         zz[:, pos] = z
     picks, gains = TARGETS[target](w, dp2, zz, cov, ab, taken, n)

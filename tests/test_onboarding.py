@@ -153,7 +153,7 @@ def test_no_training_query_in_common_is_one_line(pool, router: IRTRouter, new_ll
     answers = _answers(pool, new_llm, pool.queries["query_id"][:20]).assign(
         query_id=lambda d: "other-" + d["query_id"]
     )
-    with pytest.raises(DataError, match="none of its 20 queries") as err:
+    with pytest.raises(DataError, match=f"none of the 20 queries of LLM '{new_llm}'") as err:
         router.add_llms(answers)
     assert "\n" not in str(err.value)
 
@@ -167,6 +167,49 @@ def test_probes_on_unseen_queries_use_the_new_query_predictive(
     row = new.onboarded_.set_index("llm").loc[new_llm]
     assert row["probes"] == 60 and row["new_queries"] == 20
     assert np.isfinite(new.predict(["What is 2 + 2?"])["p_mean"]).all()
+
+
+def test_onboarding_again_with_replace_keeps_one_row_and_loads(
+    pool, router: IRTRouter, new_llm: str, tmp_path: Path
+) -> None:
+    ids = pool.queries["query_id"]
+    first = router.add_llms(_answers(pool, new_llm, ids[:10]))
+    again = first.add_llms(_answers(pool, new_llm, ids[:40]), replace=True)
+    assert again.onboarded_["llm"].tolist() == [new_llm]
+    assert again.onboarded_["probes"].tolist() == [40]
+    again.save(tmp_path / "r")
+    assert IRTRouter.load(tmp_path / "r", progress=False).llms_ == again.llms_
+
+
+def test_laplace_converges_with_a_lower_asymptote() -> None:
+    """3PL-like c = 0.25, every probe wrong: the mode is a stationary point."""
+    from irt_bayes.onboarding import _laplace, _score_weight
+
+    rng = np.random.default_rng(0)
+    S, q = 50, 5
+    o, z = rng.normal(2.0, 1.0, (S, q)), rng.uniform(0.5, 3.0, (S, q, 1))
+    c, y, n, sd = np.full((S, q), 0.25), np.zeros(q), np.ones(q), np.full((S, 1), 2.0)
+    mode, H = _laplace(o, z, c, y, n, sd)
+    g, _ = _score_weight(o + z[..., 0] * mode, c, y, n)
+    grad = (z[..., 0] * g).sum(axis=1) - mode[:, 0] / 4.0
+    assert np.abs(grad).max() < 1e-5 and np.isfinite(H).all()
+
+
+@pytest.mark.parametrize("with_c", [False, True])
+def test_score_and_information_are_the_likelihoods_derivatives(with_c: bool) -> None:
+    from irt_bayes.components import log_likelihood
+    from irt_bayes.onboarding import _score_weight
+
+    eta = np.linspace(-6, 6, 25)
+    c = np.full(25, 0.2) if with_c else None
+    n = np.full(25, 3.0)
+    y = np.tile([0.0, 1.0, 2.0, 3.0, 1.0], 5)
+    h = 1e-4
+    ll = [log_likelihood(y, eta + d, c, n, NUMPY) for d in (-h, 0.0, h)]
+    score, obs = _score_weight(eta, c, y, n, observed=True)
+    np.testing.assert_allclose(score, (ll[2] - ll[0]) / (2 * h), atol=1e-6)
+    second = (ll[2] - 2 * ll[1] + ll[0]) / h**2
+    np.testing.assert_allclose(obs, np.maximum(-second, 0.0), atol=2e-3)
 
 
 def test_a_price_is_needed_when_the_pool_has_prices(pool, router: IRTRouter, new_llm) -> None:
