@@ -143,7 +143,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"fitting {router.model if isinstance(router.model, str) else router.model.name} "
         f"by {args.method.upper()} on {data!r}"
     )
-    router.fit(data)
+    router.fit(data, embeddings=_embeddings(args))
     signum = interrupts.received()  # PyMC may have swallowed it and returned a partial fit
     if signum is not None and not args.keep_partial:
         raise interrupts.Interrupted(signum)
@@ -169,6 +169,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embeddings(args: argparse.Namespace):  # noqa: ANN202 - lazy import of EmbeddingTable
+    """The --embeddings table, or None."""
+    if getattr(args, "embeddings", None) is None:
+        if getattr(args, "embeddings_label", None) is not None:
+            raise IrtBayesError("--embeddings-label needs --embeddings FILE")
+        return None
+    from irt_bayes.embeddings import EmbeddingTable
+
+    return EmbeddingTable.load(args.embeddings, label=args.embeddings_label)
+
+
 def _load_router(path: str, quiet: bool):  # noqa: ANN202
     from irt_bayes.router import IRTRouter
 
@@ -182,7 +193,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     check_output_file(args.out)
     router = _load_router(args.router, args.quiet)
     queries = load_queries(*args.queries, allow_pickle=args.trust_pickle)
-    out = router.predict(queries, warmup=args.warmup, use_labels=args.use_labels)
+    out = router.predict(
+        queries, warmup=args.warmup, use_labels=args.use_labels, embeddings=_embeddings(args)
+    )
     _write_csv(out, args.out)
     _say(f"wrote {len(out)} rows ({len(queries)} queries x {len(router.llms_)} LLMs) to {args.out}")
     return 0
@@ -367,6 +380,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         seed=args.seed,
         warmup=args.warmup,
         use_labels=args.use_labels,
+        embeddings=_embeddings(args),
     )
     _write_csv(res.choices, args.out)
     counts = res.choices["llm"].value_counts()
@@ -430,7 +444,7 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     prices = _prices(args.price)
     router = _load_router(args.router, args.quiet)
     data = load_responses(*args.responses, allow_pickle=args.trust_pickle)
-    new = router.add_llms(data, prices=prices, replace=args.replace)
+    new = router.add_llms(data, prices=prices, replace=args.replace, embeddings=_embeddings(args))
     new.save(args.out, force=args.force)
     added = new.onboarded_.tail(len(data.llms)).set_index("llm")
     added["expected_accuracy"] = training_accuracy(new, list(added.index))
@@ -451,7 +465,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     check_output_file(args.out)
     router = _load_router(args.router, args.quiet)
     queries = load_queries(*args.queries, allow_pickle=args.trust_pickle)
-    pairs = router.suggest_labels(queries, args.n, willingness_to_pay=args.willingness_to_pay)
+    pairs = router.suggest_labels(
+        queries, args.n, willingness_to_pay=args.willingness_to_pay, embeddings=_embeddings(args)
+    )
     _write_csv(pairs, args.out)
     total = float(pairs["value"].sum())
     _say(
@@ -504,6 +520,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         quantile=args.quantile,
         complete_cases=not args.all_queries,
         force=args.force,
+        embeddings=_embeddings(args),
     )
     if table.attrs["n_dropped"]:
         _say(
@@ -635,6 +652,24 @@ def _command(
     return p
 
 
+def _add_embeddings(p: argparse.ArgumentParser) -> None:
+    """--embeddings and --embeddings-label, for every command that embeds queries."""
+    p.add_argument(
+        "--embeddings",
+        metavar="FILE",
+        help="precomputed query embeddings by query_id instead of encoding the texts: "
+        ".npz (arrays query_id, embedding) or Parquet (query_id, embedding list column); "
+        "a router fitted on them needs them for every query it predicts",
+    )
+    p.add_argument(
+        "--embeddings-label",
+        metavar="LABEL",
+        help="the kind of embedding (e.g. the encoder's name), recorded as "
+        "precomputed:LABEL; default the file's SHA-256, so other files of the same "
+        "encoder need the same label",
+    )
+
+
 def _add_fit_options(p: argparse.ArgumentParser) -> None:
     """--method, --seed and --quiet, shared by demo and fit."""
     p.add_argument(
@@ -729,6 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sentence-transformers model name or folder (default: the bundled "
         "all-MiniLM-L6-v2, embedding the end of long prompts)",
     )
+    _add_embeddings(f)
     f.add_argument(
         "--keep-partial",
         action="store_true",
@@ -745,6 +781,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", required=True, metavar="P.csv", help="CSV file to write")
     pr.add_argument("--warmup", choices=["irt-router"], help=WARMUP_HELP)
     pr.add_argument("--use-labels", action="store_true", help=LABELS_HELP)
+    _add_embeddings(pr)
     pr.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     _add_safety(pr, writes=False)
 
@@ -827,6 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ro.add_argument("--warmup", choices=["irt-router"], help=WARMUP_HELP)
     ro.add_argument("--use-labels", action="store_true", help=LABELS_HELP)
+    _add_embeddings(ro)
     ro.add_argument("--seed", type=SEED, default=0, help="random seed of thompson's draws")
     ro.add_argument("--out", required=True, metavar="D.csv", help="CSV file of decisions")
     ro.add_argument("--quiet", action="store_true", help=QUIET_HELP)
@@ -883,6 +921,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-estimate LLMs already in the pool from these responses alone (default: "
         "refuse them)",
     )
+    _add_embeddings(ob)
     ob.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     _add_safety(ob)
 
@@ -904,6 +943,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the value is averaged over them",
     )
     sg.add_argument("--out", required=True, metavar="PAIRS.csv", help="CSV file to write")
+    _add_embeddings(sg)
     sg.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     _add_safety(sg, writes=False)
 
@@ -929,6 +969,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--warmup", choices=["irt-router"], help=WARMUP_HELP)
     ev.add_argument("--use-labels", action="store_true", help=LABELS_HELP)
+    _add_embeddings(ev)
     ev.add_argument(
         "--all-queries",
         action="store_true",

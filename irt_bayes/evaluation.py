@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -431,6 +432,7 @@ def _router_scores(
     use_labels: bool,
     policy: str,
     quantile: float,
+    embeddings: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Posterior mean, the policy's score and the check's draw sums, block by block.
 
@@ -450,7 +452,9 @@ def _router_scores(
     from irt_bayes.checks import check_groups, weighted_draw_sums
     from irt_bayes.predict import SUMMARY_CELL_BYTES, summarise
 
-    pred = router.predictive(test.queries, warmup=warmup, use_labels=use_labels)
+    pred = router.predictive(
+        test.queries, warmup=warmup, use_labels=use_labels, embeddings=embeddings
+    )
     n, J, S = pred.n_queries, pred.n_llms, pred.n_draws
     groups = check_groups(n, datasets)
     mean, score = np.empty((n, J)), np.empty((n, J))
@@ -479,6 +483,7 @@ def evaluate_router(
     quantile: float = 0.1,
     complete_cases: bool = True,
     force: bool = False,
+    embeddings: Any = None,
 ) -> pd.DataFrame:
     """Evaluate a fitted :class:`~irt_bayes.router.IRTRouter` on held-out responses.
 
@@ -506,6 +511,8 @@ def evaluate_router(
         Score only the queries every LLM answered (see :func:`evaluate`).
     force : bool, default False
         Replace an existing ``out_dir`` that is not an irt-bayes evaluation.
+    embeddings : numpy.ndarray or EmbeddingTable, optional
+        Precomputed embeddings of the test queries (see :meth:`IRTRouter.predictive`).
 
     Returns
     -------
@@ -526,7 +533,15 @@ def evaluate_router(
     evalset = EvalSet.from_data(test, router.llms_, prices=prices)
     obs = ~np.isnan(evalset.y)
     mean, score, sums = _router_scores(
-        router, test, obs.astype(float), evalset.datasets, warmup, use_labels, policy, quantile
+        router,
+        test,
+        obs.astype(float),
+        evalset.datasets,
+        warmup,
+        use_labels,
+        policy,
+        quantile,
+        embeddings,
     )
     check = predictive_check(
         mean,

@@ -69,6 +69,7 @@ from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.predict import NewQueryPredictive, extract_draws, sample_index
 
 if TYPE_CHECKING:
+    from irt_bayes.embeddings import EmbeddingTable
     from irt_bayes.router import IRTRouter
 
 __all__ = [
@@ -402,9 +403,10 @@ def _new_values(
     router: IRTRouter,
     draws: Mapping[str, np.ndarray],
     queries: pd.DataFrame,
-    embeddings: np.ndarray | None,
+    embeddings: np.ndarray | EmbeddingTable | None,
 ) -> tuple[dict[str, np.ndarray], Inputs]:
     """Values and inputs of queries the router never saw: the new-query predictive."""
+    embeddings = router._embedding_array(queries["query_id"].tolist(), embeddings)
     emb = router._embed(queries["query"].tolist(), embeddings)
     if emb.shape[1] != router.embedding_dim_:
         raise DataError(
@@ -431,7 +433,7 @@ def _query_design(
     draws: Mapping[str, np.ndarray],
     blocks: list[LLMBlock],
     queries: pd.DataFrame,
-    embeddings: np.ndarray | None = None,
+    embeddings: np.ndarray | EmbeddingTable | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """``o, z, c`` of ``queries`` (training ones by id, new ones by text) and which were new."""
     comps = router.components_
@@ -449,7 +451,7 @@ def _query_design(
                 router,
                 draws,
                 queries[m].reset_index(drop=True),
-                None if embeddings is None else embeddings[m],
+                embeddings[m] if isinstance(embeddings, np.ndarray) else embeddings,
             ),
         ),
     ):
@@ -493,7 +495,7 @@ def add_llms(
     *,
     prices: Mapping[str, float] | None = None,
     replace: bool = False,
-    embeddings: np.ndarray | None = None,
+    embeddings: np.ndarray | EmbeddingTable | None = None,
     seed: int | None = None,
 ) -> IRTRouter:
     """A copy of ``router`` with the LLMs of ``responses`` added, item parameters held.
@@ -511,9 +513,9 @@ def add_llms(
     replace : bool, default False
         Re-estimate an LLM already in the pool from these responses alone (it keeps its
         position); without it such an LLM is refused.
-    embeddings : numpy.ndarray, optional
-        Precomputed embeddings of the responses' queries, in ``responses.query_ids``
-        order (only the new queries' rows are read).
+    embeddings : numpy.ndarray or EmbeddingTable, optional
+        Precomputed embeddings of the responses' queries: a table by query id, or an
+        array in ``responses.query_ids`` order (only the new queries' rows are read).
     seed : int, optional
         Seed of the Laplace draws (default the router's).
 
@@ -567,7 +569,11 @@ def add_llms(
     idx = np.arange(post.sizes["chain"] * post.sizes["draw"])
     draws = extract_draws(router.idata_, comps, idx)
     blocks = llm_blocks(comps, draws)
-    emb = None if embeddings is None else np.asarray(embeddings)
+    emb = (
+        embeddings
+        if embeddings is None or hasattr(embeddings, "lookup")
+        else np.asarray(embeddings)
+    )
     o, z, c, is_new = _query_design(router, draws, blocks, q, emb)
     qpos = pd.Series(np.arange(len(q)), index=q["query_id"].astype(str))
     sd = _prior_sd(blocks, draws)
@@ -931,7 +937,7 @@ def suggest_labels(
     n: int,
     *,
     willingness_to_pay: float | Sequence[float] = 0.0,
-    embeddings: np.ndarray | None = None,
+    embeddings: np.ndarray | EmbeddingTable | None = None,
 ) -> pd.DataFrame:
     """The ``n`` (query, LLM) pairs whose outcome would most improve routing decisions.
 

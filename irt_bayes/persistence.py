@@ -183,6 +183,7 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
         Missing directory or file, corrupt file, incompatible format version, or
         contents that disagree with each other; one line naming the file.
     """
+    from irt_bayes.embeddings import is_precomputed
     from irt_bayes.router import IRTRouter
     from irt_bayes.schema import check_arrays, check_metadata, check_posterior, check_structure
 
@@ -252,7 +253,7 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
 
         truncation = "tail" if str(encoder_id).endswith(":tail") else "head"
         name = encoder if encoder is not None else meta.get("encoder", "default")
-        if encoder_id != "precomputed":
+        if not is_precomputed(encoder_id):
             encoder = QueryEncoder(
                 name,
                 cache_dir=kwargs.get("cache_dir"),

@@ -236,6 +236,32 @@ class IRTRouter(BaseEstimator):
             self._encoder = enc
         return enc
 
+    def _embedding_array(
+        self, ids: Sequence[str], embeddings: Any, *, fitting: bool = False
+    ) -> np.ndarray | None:
+        """Embeddings of the queries ``ids`` as an array (looked up in a table), or None.
+
+        A table must hold the kind of embedding the router was fitted on, and a router
+        fitted on precomputed embeddings cannot embed texts itself.
+        """
+        from irt_bayes.embeddings import EmbeddingTable, is_precomputed
+
+        if isinstance(embeddings, EmbeddingTable):
+            if not fitting and embeddings.encoder_id != self.encoder_id_:
+                raise DataError(
+                    f"holds {embeddings.encoder_id!r} embeddings, the router was fitted on "
+                    f"{self.encoder_id_!r}: another kind (use the fit's file, or give every "
+                    "file of the same encoder the same --embeddings-label)",
+                    source=embeddings.source,
+                )
+            return embeddings.lookup(ids, "training queries" if fitting else "queries")
+        if embeddings is None and not fitting and is_precomputed(self.encoder_id_):
+            raise DataError(
+                f"the router was fitted on precomputed embeddings ({self.encoder_id_}): "
+                "give the queries' embeddings (--embeddings FILE)"
+            )
+        return embeddings
+
     def _embed(self, texts: Sequence[str], embeddings: np.ndarray | None) -> np.ndarray:
         if embeddings is not None:
             emb = as_embeddings(embeddings, n=len(texts))
@@ -260,9 +286,11 @@ class IRTRouter(BaseEstimator):
         ----------
         data : ResponseData or pandas.DataFrame
             Training responses (a frame is validated with :meth:`ResponseData.from_frame`).
-        embeddings : numpy.ndarray, optional
-            (n_queries, dim) precomputed embeddings in ``data.query_ids`` order;
-            skips the encoder.
+        embeddings : numpy.ndarray or EmbeddingTable, optional
+            (n_queries, dim) precomputed embeddings in ``data.query_ids`` order, or a
+            table looked up by query id (:mod:`irt_bayes.embeddings`; the router then
+            records ``precomputed:<label>`` and predicts only from that kind); skips
+            the encoder.
         llm_groups : mapping, optional
             LLM name to group (provider, family) for the ability hierarchy.
 
@@ -276,6 +304,8 @@ class IRTRouter(BaseEstimator):
         if isinstance(data, pd.DataFrame):
             data = ResponseData.from_frame(data)
         data.require_fittable()
+        table = embeddings
+        embeddings = self._embedding_array(data.query_ids, embeddings, fitting=True)
         emb = self._embed(data.queries["query"].tolist(), embeddings)
         groups = dict(llm_groups) if llm_groups is not None else None
         spec, domains, self.check_, self.selection_, self.selection_note_ = choose_model(
@@ -287,7 +317,9 @@ class IRTRouter(BaseEstimator):
         self._fit_core(spec, data, emb, groups, domains=domains)
         if self.check_ is not None and not self.check_.ok:
             warnings.warn(self.check_.verdict(), PredictiveCheckWarning, stacklevel=2)
-        if embeddings is None:
+        if hasattr(table, "encoder_id") and not isinstance(table, QueryEncoder):
+            self.encoder_id_ = table.encoder_id  # an EmbeddingTable: precomputed:<label>
+        elif embeddings is None:
             self.encoder_id_ = self._get_encoder().encoder_id
         else:
             enc = getattr(self, "_encoder", None) or (
@@ -450,8 +482,9 @@ class IRTRouter(BaseEstimator):
         ----------
         queries : DataFrame, ResponseData or sequence of str
             New queries (``query_id``, ``query``, optionally ``dataset``).
-        embeddings : numpy.ndarray, optional
-            Precomputed embeddings instead of encoding the texts.
+        embeddings : numpy.ndarray or EmbeddingTable, optional
+            Precomputed embeddings instead of encoding the texts (in query order, or a
+            table by query id; required for a router fitted on a table).
         use_labels : bool, default False
             Use the queries' ``dataset`` labels: a known label fixes the dataset, an
             unknown one is a new dataset drawn from the hierarchy. By default a query's
@@ -516,6 +549,7 @@ class IRTRouter(BaseEstimator):
         q = as_query_frame(queries)
         if len(q) == 0:
             raise DataError("no queries to predict")
+        embeddings = self._embedding_array(q["query_id"].tolist(), embeddings)
         emb = self._embed(q["query"].tolist(), embeddings)
         if emb.shape[1] != self.embedding_dim_:
             raise DataError(
@@ -555,6 +589,7 @@ class IRTRouter(BaseEstimator):
         """
         self._check_fitted()
         q = as_query_frame(queries)
+        embeddings = self._embedding_array(q["query_id"].tolist(), embeddings)
         emb = self._embed(q["query"].tolist(), embeddings)
         probs, _ = self._dataset_probs(q, emb, use_labels=False)
         cols = self.datasets_
