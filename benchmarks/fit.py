@@ -21,7 +21,8 @@ R-hat <= 1.01; ADVI <= 15 s.
 
 Usage (from the repository root)::
 
-    python benchmarks/fit.py [--methods nuts,advi] [--model 2pl] [--seed 0]
+    python benchmarks/fit.py [--methods nuts,advi] [--samplers nutpie,pymc,numpyro,blackjax]
+                             [--model 2pl] [--seed 0]
                              [--draws N] [--tune N] [--chains N]
                              [--data-dir DIR] [--cache-dir DIR] [--out FILE]
 
@@ -249,6 +250,7 @@ def fit_one(
     train: ResponseData,
     emb: np.ndarray,
     encoder: QueryEncoder,
+    sampler: str = "nutpie",
 ) -> tuple[IRTRouter, float, list[str]]:
     """Fit one router; returns it, the fit wall time and the warnings it raised."""
     kwargs = {k: getattr(args, k) for k in ("draws", "tune", "chains") if getattr(args, k)}
@@ -259,6 +261,7 @@ def fit_one(
         progress=False,
         seed=args.seed,
         holdout=0.0,
+        sampler=sampler,
         **kwargs,
     )
     with warnings.catch_warnings(record=True) as caught:
@@ -274,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default="nuts,advi", help="comma-separated: nuts,advi")
     parser.add_argument("--model", default="2pl", help="named spec or TOML path (default 2pl)")
+    parser.add_argument(
+        "--samplers",
+        default="nutpie",
+        help="NUTS implementations, comma-separated: nutpie,pymc,numpyro,blackjax",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=None, help="default: IRTRouter's (500)")
     parser.add_argument("--tune", type=int, default=None, help="default: IRTRouter's (500)")
@@ -307,16 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows: list[list[str]] = []
     notes: list[str] = []
-    for method in methods:
-        print(f"fitting {args.model} with {method.upper()} ...", flush=True)
-        router, seconds, caught = fit_one(method, args, train, emb_train, encoder)
+    samplers = [x.strip() for x in args.samplers.split(",") if x.strip()]
+    runs = [(m, x) for m in methods for x in (samplers if m == "nuts" else ["-"])]
+    for method, sampler in runs:
+        print(f"fitting {args.model} with {method.upper()} ({sampler}) ...", flush=True)
+        kind = "nutpie" if sampler == "-" else sampler
+        router, seconds, caught = fit_one(method, args, train, emb_train, encoder, kind)
         diag = router.diagnostics_
         ll, brier, _ = router_scores(router, test, emb_test)
         if method == "nuts":
             target = f"<= {NUTS_TARGET_S:.0f} s, R-hat <= {RHAT_TARGET}"
             met = seconds <= NUTS_TARGET_S and diag.max_rhat <= RHAT_TARGET
             post = router.idata_.posterior
-            label = f"NUTS ({post.sizes['chain']} x {post.sizes['draw']} draws)"
+            label = f"NUTS {sampler} ({post.sizes['chain']} x {post.sizes['draw']} draws)"
         else:
             target = f"<= {ADVI_TARGET_S:.0f} s"
             met = seconds <= ADVI_TARGET_S
@@ -337,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                 "yes" if met else "NO",
             ]
         )
-        notes.append(f"{method.upper()}: {diag.verdict()}")
+        notes.append(f"{method.upper()} {sampler}: {diag.verdict()}")
         # the ConvergenceWarning repeats the verdict line; keep the other warnings
         notes += [f"{method.upper()} warning: {w}" for w in caught if diag.verdict() not in w]
         print(f"  {rows[-1][0]}: fit {seconds:.1f} s, test log loss {ll:.4f}", flush=True)

@@ -129,6 +129,7 @@ def _router_from_args(args: argparse.Namespace):  # noqa: ANN202 - lazy import o
         seed=args.seed,
         minibatch_size=args.minibatch,
         progress=not args.quiet,
+        sampler=args.sampler,
     )
 
 
@@ -750,6 +751,14 @@ def build_parser() -> argparse.ArgumentParser:
         "1000) from its approximation",
     )
     f.add_argument("--tune", type=_integer(0, 100_000), default=500, help="NUTS warm-up steps")
+    f.add_argument(
+        "--sampler",
+        choices=["nutpie", "pymc", "numpyro", "blackjax"],
+        default="nutpie",
+        help="NUTS implementation for --method nuts: nutpie (numba, fastest here on CPU), "
+        "PyMC's own, or numpyro / blackjax on JAX (pip install 'irt-bayes[jax]'; on a GPU "
+        "when jax's CUDA build is installed)",
+    )
     f.add_argument("--chains", type=_integer(1, 64), default=4, help="NUTS chains")
     f.add_argument(
         "--minibatch",

@@ -1,9 +1,9 @@
-"""Fitting the PyMC model: NUTS through nutpie, (minibatch) ADVI, and diagnostics.
+"""Fitting the PyMC model: NUTS, (minibatch) ADVI, and diagnostics.
 
-NUTS uses nutpie's numba backend, which was the fastest working sampler here
-(PyMC's own sampler is several times slower on this model and numpyro would pull
-JAX into the install). ADVI uses PyMC's mean-field ADVI with Adam and stops when
-the ELBO stops improving.
+NUTS uses nutpie's numba backend by default, the fastest sampler here on CPU; PyMC's
+own sampler, numpyro and blackjax (JAX, the optional 'jax' extra, on a GPU when one is
+present) are the alternatives (:data:`SAMPLERS`). ADVI uses PyMC's mean-field ADVI with
+Adam and stops when the ELBO stops improving.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from irt_bayes import progress as _progress
 __all__ = [
     "ConvergenceWarning",
     "Diagnostics",
+    "SAMPLERS",
     "sample_nuts",
     "fit_advi",
     "diagnose",
@@ -210,6 +211,83 @@ def slim_posterior(idata: az.InferenceData) -> az.InferenceData:
     return idata
 
 
+def _nutpie(
+    model: pm.Model,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    cores: int | None,
+    progress: bool,
+) -> az.InferenceData:
+    import nutpie
+
+    _progress.compile_notice(progress)
+    with _progress.Heartbeat("compiling the model for NUTS (nutpie, numba)", enabled=progress):
+        compiled = nutpie.compile_pymc_model(model)
+    _progress.compiled()
+    kwargs = {"cores": cores} if cores else {}
+    # nutpie's bar redraws in place: in a log it would be one frozen line
+    bar = progress and _progress.interactive()
+    what = f"NUTS: {chains} chains x ({tune} warm-up + {draws} draws)"
+    with _progress.Heartbeat(what, enabled=progress, quiet_in_terminal=True):
+        return nutpie.sample(
+            compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=bar, **kwargs
+        )
+
+
+def _through_pymc(name: str):  # noqa: ANN202 - a sampler function
+    """A sampler run by ``pm.sample(nuts_sampler=name)``; JAX ones need the 'jax' extra."""
+
+    def run(
+        model: pm.Model,
+        draws: int,
+        tune: int,
+        chains: int,
+        seed: int,
+        cores: int | None,
+        progress: bool,
+    ) -> az.InferenceData:
+        if name in ("numpyro", "blackjax"):
+            import importlib.util
+
+            missing = [m for m in ("jax", name) if importlib.util.find_spec(m) is None]
+            if missing:
+                from irt_bayes.errors import IrtBayesError
+
+                raise IrtBayesError(
+                    f"the {name} sampler needs {' and '.join(missing)}: pip install "
+                    "'irt-bayes[jax]' (CPU; for a GPU install jax's CUDA build first)"
+                )
+        bar = progress and _progress.interactive()
+        what = f"NUTS ({name}): {chains} chains x ({tune} warm-up + {draws} draws)"
+        kwargs = {} if name in ("numpyro", "blackjax") else {"cores": cores or min(chains, 4)}
+        with model, _progress.Heartbeat(what, enabled=progress, quiet_in_terminal=True):
+            return pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                nuts_sampler=name,
+                random_seed=seed,
+                progressbar=bar,
+                compute_convergence_checks=False,  # diagnose() below covers every variable
+                **kwargs,
+            )
+
+    return run
+
+
+# NUTS implementations: the dict is the list of valid --sampler names. nutpie (numba)
+# is the default: the fastest here on CPU (benchmarks/fit.py); numpyro and blackjax run
+# on JAX, on a GPU when jax's CUDA build is installed.
+SAMPLERS = {
+    "nutpie": _nutpie,
+    "pymc": _through_pymc("pymc"),
+    "numpyro": _through_pymc("numpyro"),
+    "blackjax": _through_pymc("blackjax"),
+}
+
+
 def sample_nuts(
     model: pm.Model,
     *,
@@ -219,8 +297,9 @@ def sample_nuts(
     seed: int = 0,
     cores: int | None = None,
     progress: bool = True,
+    sampler: str = "nutpie",
 ) -> tuple[az.InferenceData, Diagnostics]:
-    """Sample the posterior with NUTS (nutpie, numba backend).
+    """Sample the posterior with NUTS.
 
     Parameters
     ----------
@@ -233,28 +312,21 @@ def sample_nuts(
     cores : int, optional
         Chains run in parallel; default all cores.
     progress : bool
-        Show nutpie's progress bar.
+        Show the sampler's progress.
+    sampler : {"nutpie", "pymc", "numpyro", "blackjax"}, default "nutpie"
+        Which NUTS implementation (:data:`SAMPLERS`).
 
     Returns
     -------
     idata : arviz.InferenceData
     diagnostics : Diagnostics
     """
-    import nutpie
+    if sampler not in SAMPLERS:
+        from irt_bayes.errors import IrtBayesError
 
+        raise IrtBayesError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     t0 = time.perf_counter()
-    _progress.compile_notice(progress)
-    with _progress.Heartbeat("compiling the model for NUTS (nutpie, numba)", enabled=progress):
-        compiled = nutpie.compile_pymc_model(model)
-    _progress.compiled()
-    kwargs = {"cores": cores} if cores else {}
-    # nutpie's bar redraws in place: in a log it would be one frozen line
-    bar = progress and _progress.interactive()
-    what = f"NUTS: {chains} chains x ({tune} warm-up + {draws} draws)"
-    with _progress.Heartbeat(what, enabled=progress, quiet_in_terminal=True):
-        idata = nutpie.sample(
-            compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=bar, **kwargs
-        )
+    idata = SAMPLERS[sampler](model, draws, tune, chains, seed, cores, progress)
     idata = align_skills(slim_posterior(idata))
     diag = diagnose(idata, method="nuts", seconds=time.perf_counter() - t0)
     return idata, diag

@@ -35,7 +35,7 @@ from irt_bayes.domains import DOMAIN_MODES, DomainModel
 from irt_bayes.encoding import QueryEncoder, as_embeddings
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.features import EmbeddingFeatures
-from irt_bayes.inference import fit_advi, sample_nuts, warn_if_needed
+from irt_bayes.inference import SAMPLERS, fit_advi, sample_nuts, warn_if_needed
 from irt_bayes.memory import MEMORY_BUDGET, check_budget
 from irt_bayes.model import IRTDesign, build_model, make_design, uses_datasets
 from irt_bayes.predict import (
@@ -135,6 +135,9 @@ class IRTRouter(BaseEstimator):
         Progress bars during encoding and fitting.
     cache_dir : path or False, optional
         Embedding cache location (``False`` disables it).
+    sampler : {"nutpie", "pymc", "numpyro", "blackjax"}, default "nutpie"
+        NUTS implementation (``method="nuts"``); numpyro and blackjax need the
+        ``jax`` extra (see :data:`irt_bayes.inference.SAMPLERS`).
     memory_budget : int, default :data:`irt_bayes.memory.MEMORY_BUDGET` (1 GiB)
         Bytes the (draw, query, LLM) arrays of prediction and routing may take at once:
         they are worked through in blocks of queries (and of LLMs) that fit. Results do
@@ -197,6 +200,7 @@ class IRTRouter(BaseEstimator):
         progress: bool = True,
         cache_dir: str | os.PathLike | bool | None = None,
         memory_budget: int = MEMORY_BUDGET,
+        sampler: str = "nutpie",
     ) -> None:
         if method not in ("advi", "nuts"):
             raise IrtBayesError(f"unknown method {method!r}; use 'advi' or 'nuts'")
@@ -220,6 +224,9 @@ class IRTRouter(BaseEstimator):
         self.cache_dir = cache_dir
         check_budget(memory_budget)
         self.memory_budget = memory_budget
+        if sampler not in SAMPLERS:
+            raise IrtBayesError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
+        self.sampler = sampler
 
     # ------------------------------------------------------------------------ encoding
     def _get_encoder(self) -> QueryEncoder:
@@ -403,6 +410,7 @@ class IRTRouter(BaseEstimator):
                 chains=self.chains,
                 seed=self.seed,
                 progress=self.progress,
+                sampler=self.sampler,
             )
         model = build_model(spec, design, minibatch_size=self.minibatch_size)
         return fit_advi(
