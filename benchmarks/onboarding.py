@@ -1,0 +1,329 @@
+"""Onboarding benchmark: a new LLM from 10-100 probes, and labels chosen by their value.
+
+Part 1 (onboarding): on the RouterBench arc_challenge + mbpp training files, each of the
+11 LLMs is left out in turn; a router is fitted on the other ten and the left-out LLM is
+added from N of its training answers (``IRTRouter.add_llms``), chosen
+
+* ``adaptive``: by ``suggest_probes`` in rounds of 5, each round given the answers so far
+  (``adaptive-pred``: with ``target="predictions"``);
+* ``random``: uniformly among the training queries it answered (mean of 2 draws);
+* ``anchor``: tinyBenchmarks-style anchor points, the training query nearest each of N
+  k-means centres of the other LLMs' correctness patterns.
+
+Reported per strategy and N: the mean absolute error of the LLM's predicted test
+accuracy (test queries routed from their text; ``train_mae``: on its training queries
+that were not probes, what a choice of default may look at), the share of LLMs whose observed test
+accuracy lies in the 94% predictive interval, and the routing AUC of the onboarded
+11-LLM router minus that of the router fitted on all training data.
+
+Part 2 (active labelling): a router fitted on a random slice of the training queries
+(every LLM's answer) gets 300 or 1000 more (query, LLM) labels from the rest, chosen by
+``suggest_labels`` (EVSI averaged over the AUC's cost weights) or at random; after a
+refit, the test AUC gained per 100 labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from common import DATA, RESULTS, encode, machine, md, routerbench
+
+warnings.filterwarnings("ignore")
+
+# strategy -> suggest_probes target (adaptive ones) or None
+STRATEGIES = {
+    "adaptive": "abilities",
+    "adaptive-pred": "predictions",
+    "random": None,
+    "anchor": None,
+}
+ROUND = 5  # adaptive probes chosen per round
+RANDOM_REPEATS = 4
+
+
+def _fit(data, emb_of: dict, model: str, seed: int):  # noqa: ANN001, ANN202
+    from irt_bayes.router import IRTRouter
+
+    emb = np.stack([emb_of[q] for q in data.query_ids])
+    return IRTRouter(model, seed=seed, progress=False, holdout=0).fit(data, embeddings=emb)
+
+
+def _subset(data, rows: pd.DataFrame):  # noqa: ANN001, ANN202
+    from irt_bayes.data import ResponseData
+
+    return ResponseData(rows.reset_index(drop=True), "subset")
+
+
+def _test_summary(router, test, e_te, llm: str, emb_of=None) -> tuple[float, float, float]:  # noqa: ANN001
+    """Predicted accuracy of ``llm`` on ``test``'s queries and its 94% predictive interval."""
+    text = test.queries[["query_id", "query"]]
+    if e_te is None:
+        e_te = np.stack([emb_of[q] for q in text["query_id"]])
+    p = router.predict_proba(text, embeddings=e_te).sel(llm=llm)
+    answered = test.responses.loc[test.responses["llm"] == llm, "query_id"]
+    p = p.sel(query=p["query"].isin(answered.to_numpy())).to_numpy()  # (S, n)
+    rng = np.random.default_rng(0)
+    acc = (rng.random(p.shape) < p).mean(axis=1)  # predictive of the observed accuracy
+    return float(p.mean()), float(np.quantile(acc, 0.03)), float(np.quantile(acc, 0.97))
+
+
+def _auc(router, test, e_te: np.ndarray, evalset) -> float:  # noqa: ANN001
+    from irt_bayes.evaluation import evaluate
+
+    text = test.queries[["query_id", "query"]]
+    p = router.predict_proba(text, embeddings=e_te).mean("draw")
+    p = p.sel(llm=evalset.llms, query=evalset.query_ids).to_numpy()
+    table, _ = evaluate({"r": p}, evalset)
+    return float(table.loc["r", "auc"])
+
+
+def _anchors(train, llm: str, n: int, seed: int) -> list[str]:  # noqa: ANN001
+    """tinyBenchmarks' anchor points: the query nearest each k-means centre of correctness."""
+    from sklearn.cluster import KMeans
+
+    wide = train.responses.pivot(index="query_id", columns="llm", values="score")
+    others = wide.drop(columns=[llm]).fillna(wide.drop(columns=[llm]).mean())
+    answered = wide[llm].notna()
+    x = others[answered].to_numpy(float)
+    ids = others[answered].index.to_numpy()
+    km = KMeans(n_clusters=n, n_init=4, random_state=seed).fit(x)
+    out = []
+    for k in range(n):
+        members = np.flatnonzero(km.labels_ == k)
+        d = ((x[members] - km.cluster_centers_[k]) ** 2).sum(axis=1)
+        out.append(str(ids[members[np.argmin(d)]]))
+    return out
+
+
+def part_onboarding(model: str, sizes: list[int], llms: list[str] | None, seed: int) -> str:
+    from irt_bayes.evaluation import EvalSet
+
+    train, test = routerbench("train"), routerbench("test")
+    emb_of = dict(zip(train.query_ids, encode(train.queries["query"].tolist()), strict=True))
+    e_te = encode(test.queries["query"].tolist())
+    evalset = EvalSet.from_data(test, train.llms)
+    t0 = time.perf_counter()
+    full = _fit(train, emb_of, model, seed)
+    full_s = time.perf_counter() - t0
+    full_auc = _auc(full, test, e_te, evalset)
+    obs = test.responses.groupby("llm")["score"].mean()
+    rows, fits = [], []
+    for llm in llms or train.llms:
+        t0 = time.perf_counter()
+        rest = train.select(llms=[m for m in train.llms if m != llm])
+        router = _fit(rest, emb_of, model, seed)
+        fits.append(time.perf_counter() - t0)
+        mine = train.responses[train.responses["llm"] == llm]
+        answered = set(mine["query_id"])
+        ref = _test_summary(full, test, e_te, llm)
+        rows.append(
+            dict(
+                llm=llm,
+                strategy="all training data",
+                n=len(mine),
+                pred=ref[0],
+                lo=ref[1],
+                hi=ref[2],
+                auc=full_auc,
+                seconds=np.nan,
+            )
+        )
+        chosen = {k: [] for k, v in STRATEGIES.items() if v}
+        skipped = {k: [] for k in chosen}
+        for n in sizes:
+            for strategy, target in STRATEGIES.items():
+                repeats = RANDOM_REPEATS if strategy == "random" else 1
+                for rep in range(repeats):
+                    t1 = time.perf_counter()
+                    if target is not None:
+                        ids, skip = chosen[strategy], skipped[strategy]
+                        while len(ids) < n:
+                            after = mine[mine["query_id"].isin(ids)] if ids else None
+                            k = min(ROUND, n - len(ids))
+                            picks = router.suggest_probes(
+                                k, after=after, exclude=skip, target=target, seed=seed
+                            )["query_id"]
+                            ids += [q for q in picks if q in answered]
+                            skip += [q for q in picks if q not in answered]
+                        ids = ids[:n]
+                    elif strategy == "random":
+                        rng = np.random.default_rng([seed, rep, n])
+                        ids = list(rng.choice(sorted(answered), n, replace=False))
+                    else:
+                        ids = _anchors(train, llm, n, seed)
+                    onboarded = router.add_llms(mine[mine["query_id"].isin(ids)])
+                    secs = time.perf_counter() - t1
+                    s = _test_summary(onboarded, test, e_te, llm)
+                    auc = _auc(onboarded, test, e_te, evalset)
+                    rest_q = mine[~mine["query_id"].isin(ids)]
+                    tr = _test_summary(onboarded, _subset(train, rest_q), None, llm, emb_of)
+                    rows.append(
+                        dict(
+                            llm=llm,
+                            strategy=strategy,
+                            n=n,
+                            pred=s[0],
+                            lo=s[1],
+                            hi=s[2],
+                            auc=auc,
+                            seconds=secs,
+                            train_pred=tr[0],
+                            train_observed=float(rest_q["score"].mean()),
+                        )
+                    )
+        print(f"  {llm} done ({fits[-1]:.0f} s fit)", flush=True)
+    df = pd.DataFrame(rows)
+    df["observed"] = df["llm"].map(obs)
+    df["abs_error"] = (df["pred"] - df["observed"]).abs()
+    df["train_abs_error"] = (df["train_pred"] - df["train_observed"]).abs()
+    df["covered"] = (df["lo"] <= df["observed"]) & (df["observed"] <= df["hi"])
+    df["auc_vs_full"] = df["auc"] - full_auc
+    df.to_csv(RESULTS / "onboarding_rows.csv", index=False)
+    agg = (
+        df[df["strategy"] != "all training data"]
+        .groupby(["strategy", "n"])
+        .agg(
+            mae=("abs_error", "mean"),
+            train_mae=("train_abs_error", "mean"),
+            coverage=("covered", "mean"),
+            auc_vs_full=("auc_vs_full", "mean"),
+            worst_auc_vs_full=("auc_vs_full", "min"),
+            onboard_s=("seconds", "mean"),
+        )
+    )
+    ref = df[df["strategy"] == "all training data"]
+    wide = agg["mae"].unstack("strategy")
+    wins = (wide["adaptive"] < wide["random"]).all()
+    wins_pred = (wide["adaptive-pred"] < wide["random"]).all()
+    return (
+        f"### Onboarding a left-out LLM (RouterBench arc_challenge + mbpp, model `{model}`)\n\n"
+        f"Each of {df['llm'].nunique()} LLMs left out in turn; router fitted on the other ten "
+        f"(mean {np.mean(fits):.0f} s per fit), the LLM added from N of its training answers. "
+        f"`mae`: mean |predicted - observed| test accuracy over the LLMs; `coverage`: share "
+        f"inside the 94% predictive interval; `auc_vs_full`: routing AUC of the onboarded "
+        f"router minus the router fitted on all training data ({full_auc:.4f}, fit "
+        f"{full_s:.0f} s). Random: mean of {RANDOM_REPEATS} draws per LLM.\n\n"
+        + md(agg, ".4f")
+        + f"\n\nReference, the router fitted on all training data: mae "
+        f"{ref['abs_error'].mean():.4f}, coverage {ref['covered'].mean():.2f}.\n\n"
+        f"Adaptive has a lower mae than random at every N: {'yes' if wins else 'no'} "
+        f"(abilities), {'yes' if wins_pred else 'no'} (predictions).\n"
+    )
+
+
+def part_labels(model: str, start: int, sizes: list[int], seeds: list[int]) -> str:
+    from irt_bayes.data import ResponseData
+    from irt_bayes.evaluation import EvalSet, lambda_grid
+
+    train, test = routerbench("train"), routerbench("test")
+    emb_of = dict(zip(train.query_ids, encode(train.queries["query"].tolist()), strict=True))
+    e_te = encode(test.queries["query"].tolist())
+    evalset = EvalSet.from_data(test, train.llms)
+    r = train.responses
+    lams = lambda_grid(evalset.cost[evalset.complete], 12)[1:-2]  # the sweep's interior
+    rows = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        first = set(rng.choice(np.array(train.query_ids), start, replace=False))
+        base_data = ResponseData(r[r["query_id"].isin(first)].reset_index(drop=True), "slice")
+        base = _fit(base_data, emb_of, model, seed)
+        base_auc = _auc(base, test, e_te, evalset)
+        pool = r[~r["query_id"].isin(first)]
+        cand = pool.drop_duplicates("query_id")[["query_id", "query"]]
+        t0 = time.perf_counter()
+        e_c = np.stack([emb_of[q] for q in cand["query_id"]])
+        ranked = base.suggest_labels(
+            cand, len(cand) * len(train.llms), willingness_to_pay=lams, embeddings=e_c
+        )
+        choose_s = time.perf_counter() - t0
+        have = ranked.set_index(["query_id", "llm"]).index.isin(
+            pool.set_index(["query_id", "llm"]).index
+        )
+        ranked = ranked[have]  # pairs whose outcome the files hold
+        for n in sizes:
+            picks = {
+                "value (EVSI)": pool.merge(ranked.head(n)[["query_id", "llm"]]),
+                "random": pool.sample(n, random_state=seed),
+            }
+            for name, extra in picks.items():
+                data = ResponseData(
+                    pd.concat([base_data.responses, extra], ignore_index=True), "slice+labels"
+                )
+                auc = _auc(_fit(data, emb_of, model, seed), test, e_te, evalset)
+                rows.append(
+                    dict(
+                        labels=n,
+                        chosen_by=name,
+                        seed=seed,
+                        base_auc=base_auc,
+                        auc=auc,
+                        gain_per_100=(auc - base_auc) * 100 / n,
+                        choose_s=choose_s if name != "random" else 0.0,
+                    )
+                )
+        print(f"  labels seed {seed} done", flush=True)
+    df = pd.DataFrame(rows)
+    agg = df.groupby(["labels", "chosen_by"]).agg(
+        base_auc=("base_auc", "mean"),
+        auc=("auc", "mean"),
+        gain_per_100=("gain_per_100", "mean"),
+        gain_sd=("gain_per_100", "std"),
+        choose_s=("choose_s", "mean"),
+    )
+    return (
+        f"### Active labelling (RouterBench, model `{model}`)\n\nStart: {start} random "
+        f"training queries with every LLM's answer; + N (query, LLM) labels from the other "
+        f"training queries, chosen by `suggest_labels` (EVSI averaged over {len(lams)} "
+        f"cost weights of the AUC sweep) or at random, then refit. Test AUC gained per 100 "
+        f"labels, mean (sd) over seeds {seeds}; `choose_s`: time to rank every pair:\n\n"
+        + md(agg, ".4f")
+        + "\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the parts and write ``benchmarks/results/onboarding.md``."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="1,2")
+    ap.add_argument("--model", default="2pl", help="spec of every router fitted")
+    ap.add_argument("--sizes", default="10,20,30,50,100", help="probe counts of part 1")
+    ap.add_argument("--llms", help="left-out LLMs of part 1, comma-separated (default all)")
+    ap.add_argument("--start", type=int, default=150, help="part 2: queries of the first fit")
+    ap.add_argument("--labels", default="300,1000", help="part 2: labels added")
+    ap.add_argument("--seeds", default="0,1,2", help="part 2 seeds (the first for part 1)")
+    args = ap.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"onboarding benchmark: no data at {DATA.resolve()}", file=sys.stderr)
+        return 2
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = [
+        "# Onboarding benchmark\n",
+        f"Command: `python benchmarks/onboarding.py {' '.join(argv or sys.argv[1:])}`; "
+        f"{machine()}\n",
+    ]
+    t0 = time.perf_counter()
+    if "1" in args.parts.split(","):
+        sizes = [int(s) for s in args.sizes.split(",")]
+        llms = args.llms.split(",") if args.llms else None
+        out.append(part_onboarding(args.model, sizes, llms, seeds[0]))
+        out.append(f"(part 1: {time.perf_counter() - t0:.0f} s)\n")
+        print(out[-2], flush=True)
+    if "2" in args.parts.split(","):
+        t1 = time.perf_counter()
+        sizes = [int(s) for s in args.labels.split(",")]
+        out.append(part_labels(args.model, args.start, sizes, seeds))
+        out.append(f"(part 2: {time.perf_counter() - t1:.0f} s)\n")
+        print(out[-2], flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "onboarding.md").write_text("\n".join(out))
+    print(f"wrote {RESULTS / 'onboarding.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
