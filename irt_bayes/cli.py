@@ -398,8 +398,6 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     """Choose training queries to run a new LLM on."""
-    import pandas as pd
-
     from irt_bayes.data import load_responses
 
     check_output_file(args.out)
@@ -411,7 +409,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         known = load_responses(*args.data, allow_pickle=args.trust_pickle).queries
         texts = known.set_index("query_id")["query"].reindex(probes["query_id"])
     probes.insert(1, "query", "" if texts is None else texts.fillna("").to_numpy())
-    _write_csv(pd.DataFrame(probes), args.out)
+    _write_csv(probes, args.out)
     answered = f" after {after.n_responses} answers" if after is not None else ""
     _say(f"chose {len(probes)} probes{answered} (target: {args.target}); wrote {args.out}")
     if texts is None:
@@ -453,8 +451,7 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     _say(_table(added))
     ab = new.abilities()
     _say(_table(ab[ab["llm"].isin(added.index)].reset_index(drop=True)))
-    share = added["new_queries"] / added["probes"]
-    if (share > 0).any():
+    if (added["new_queries"] > 0).any():
         _say("probes on queries the router was not fitted on use the new-query predictive")
     return 0
 

@@ -15,10 +15,11 @@ so a term added later is onboarded as soon as it declares the population scale o
 per-LLM values (:attr:`Component.llm_scales <irt_bayes.components.Component>`).
 
 Onboarding (:func:`add_llms`) holds the item parameters at their posterior. In posterior
-draw ``s`` the new LLM's ``phi`` has that draw's population prior ``N(0, diag(scale_s^2))``
-and the probes' likelihood under that draw's item values; its conditional posterior is
-replaced by its Laplace approximation (mode by Fisher scoring, covariance the inverse
-information at the mode) and one value is drawn from it. The pairs (draw ``s``,
+draw ``s`` the new LLM's ``phi`` has that draw's population prior -- a scale mixture of
+normals about the pool's spread (:func:`fit_new_llm`) -- and the probes' likelihood under
+that draw's item values; its conditional posterior is replaced by its Laplace
+approximation (mode by Newton steps with a line search, covariance the inverse curvature
+at the mode) and one value is drawn from it. The pairs (draw ``s``,
 ``phi_s``) are draws of ``p(items | training data) p(phi | probes, items)``: the items do
 not learn from the new LLM's few probes (a "cut" posterior), the LLM learns from them
 with the uncertainty its probes leave. Probes on queries the router never saw use the
@@ -27,16 +28,17 @@ new-query predictive (:mod:`irt_bayes.predict`) for their item values.
 Choosing probes (:func:`suggest_probes`)
 ----------------------------------------
 A probe's Fisher information about ``phi`` is ``w_i(phi) z_i z_i^T``, rank one, with
-``w = n P'(eta)^2 / (P (1 - P))``. Probes are picked greedily by their expected gain in
-log det of the precision of the new LLM's *abilities* (``theta`` and the dataset
-offsets; slopes are estimated but not targeted)::
+``w = n P'(eta)^2 / (P (1 - P))``. Probes are picked greedily (:data:`TARGETS`), by the
+expected fall in the mean posterior variance of P(correct) over the training queries
+(``"predictions"``, I-optimal, the default) or by the expected gain in log det of the
+precision of the new LLM's *abilities* (``"abilities"``, D-optimal, the rule of
+computerised adaptive testing; ``theta`` and the dataset offsets)::
 
     gain_i = E_s log(1 + w_si z_si^T M_s^{-1} z_si)
 
-averaged over posterior draws of the items and draws of ``phi`` from the population
+Both average over posterior draws of the items and draws of ``phi`` from the population
 prior (or, given answers so far, from the LLM's posterior: sequential adaptive testing),
-and ``M_s`` is updated after each pick by Sherman-Morrison. This is Bayesian D-optimal
-design, the rule of computerised adaptive testing with maximum Fisher information.
+and ``M_s`` is updated after each pick by Sherman-Morrison.
 
 Choosing labels (:func:`suggest_labels`)
 ----------------------------------------
@@ -162,15 +164,6 @@ def _set_llms(
         out[b.name] = np.moveaxis(part, 1, 1 + b.axis)
         start += b.size
     return out
-
-
-def _get_llm(values: Mapping[str, np.ndarray], blocks: list[LLMBlock], j: int) -> np.ndarray:
-    """(S, P) stacked values of LLM ``j``."""
-    parts = []
-    for b in blocks:
-        arr = np.moveaxis(values[b.name], 1 + b.axis, 1)[:, j]
-        parts.append(arr.reshape(arr.shape[0], -1))
-    return np.concatenate(parts, axis=1)
 
 
 def llm_design(
@@ -406,13 +399,7 @@ def _new_values(
     embeddings: np.ndarray | EmbeddingTable | None,
 ) -> tuple[dict[str, np.ndarray], Inputs]:
     """Values and inputs of queries the router never saw: the new-query predictive."""
-    embeddings = router._embedding_array(queries["query_id"].tolist(), embeddings)
-    emb = router._embed(queries["query"].tolist(), embeddings)
-    if emb.shape[1] != router.embedding_dim_:
-        raise DataError(
-            f"embeddings have dimension {emb.shape[1]}, the router was fitted with "
-            f"{router.embedding_dim_} ({router.encoder_id_})"
-        )
+    emb = router._query_embeddings(queries, embeddings)
     probs, _ = router._dataset_probs(queries, emb, use_labels=False)
     pred = NewQueryPredictive(
         router.components_,
@@ -976,6 +963,8 @@ def suggest_labels(
     value = np.zeros((len(q), J))
     p_mean = np.zeros((len(q), J))
     routed = np.zeros((len(q), len(lams)), dtype=int)
+    # a row of queries is evaluated for every LLM at once (EVSI compares them), so each
+    # cell is charged its whole row; a third of the budget leaves room for the einsums
     plan = pred.plan(router.memory_budget // 3, cell=8 * pred.n_draws * J)
     for rows in plan.row_slices():
         values, dataset = pred.query_values(rows)

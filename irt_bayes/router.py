@@ -269,6 +269,17 @@ class IRTRouter(BaseEstimator):
             )
         return embeddings
 
+    def _query_embeddings(self, q: pd.DataFrame, embeddings: Any) -> np.ndarray:
+        """Unit-norm embeddings of new queries ``q``, of the dimension the router was fitted on."""
+        embeddings = self._embedding_array(q["query_id"].tolist(), embeddings)
+        emb = self._embed(q["query"].tolist(), embeddings)
+        if emb.shape[1] != self.embedding_dim_:
+            raise DataError(
+                f"embeddings have dimension {emb.shape[1]}, the router was fitted "
+                f"with {self.embedding_dim_} ({self.encoder_id_})"
+            )
+        return emb
+
     def _embed(self, texts: Sequence[str], embeddings: np.ndarray | None) -> np.ndarray:
         if embeddings is not None:
             emb = as_embeddings(embeddings, n=len(texts))
@@ -306,6 +317,7 @@ class IRTRouter(BaseEstimator):
         IRTRouter
             ``self``, fitted.
         """
+        from irt_bayes.embeddings import EmbeddingTable
         from irt_bayes.selection import choose_model
 
         if isinstance(data, pd.DataFrame):
@@ -324,8 +336,8 @@ class IRTRouter(BaseEstimator):
         self._fit_core(spec, data, emb, groups, domains=domains)
         if self.check_ is not None and not self.check_.ok:
             warnings.warn(self.check_.verdict(), PredictiveCheckWarning, stacklevel=2)
-        if hasattr(table, "encoder_id") and not isinstance(table, QueryEncoder):
-            self.encoder_id_ = table.encoder_id  # an EmbeddingTable: precomputed:<label>
+        if isinstance(table, EmbeddingTable):
+            self.encoder_id_ = table.encoder_id  # precomputed:<label>
         elif embeddings is None:
             self.encoder_id_ = self._get_encoder().encoder_id
         else:
@@ -557,13 +569,7 @@ class IRTRouter(BaseEstimator):
         q = as_query_frame(queries)
         if len(q) == 0:
             raise DataError("no queries to predict")
-        embeddings = self._embedding_array(q["query_id"].tolist(), embeddings)
-        emb = self._embed(q["query"].tolist(), embeddings)
-        if emb.shape[1] != self.embedding_dim_:
-            raise DataError(
-                f"embeddings have dimension {emb.shape[1]}, the router was fitted "
-                f"with {self.embedding_dim_} ({self.encoder_id_})"
-            )
+        emb = self._query_embeddings(q, embeddings)
         if warmup == "irt-router":
             nb, _ = knn(emb, self.train_embeddings_, k)
             feats = self.features_.transform(
@@ -597,8 +603,7 @@ class IRTRouter(BaseEstimator):
         """
         self._check_fitted()
         q = as_query_frame(queries)
-        embeddings = self._embedding_array(q["query_id"].tolist(), embeddings)
-        emb = self._embed(q["query"].tolist(), embeddings)
+        emb = self._query_embeddings(q, embeddings)
         probs, _ = self._dataset_probs(q, emb, use_labels=False)
         cols = self.datasets_
         data = np.zeros((len(q), 0)) if probs is None else probs
