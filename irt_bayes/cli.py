@@ -33,6 +33,8 @@ from irt_bayes.outputs import atomic_directory, check_output_dir, check_output_f
 if TYPE_CHECKING:
     import pandas as pd
 
+    from irt_bayes.router import IRTRouter
+
 __all__ = ["main", "build_parser"]
 
 DEMO_QUERIES = [
@@ -153,7 +155,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         router.diagnostics_.converged = False
         with interrupts.deferred():
             interrupts.clear()  # the interrupt is answered by saving; a second one aborts
-            router.save(args.out, force=args.force)
+            router.save(args.out, force=args.force, full_posterior=args.full_posterior)
         print(
             f"irt-bayes: interrupted ({signal.Signals(signum).name}); saved the partial fit to "
             f"{args.out}, marked not converged (route refuses it without --force)",
@@ -164,7 +166,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     _say(router.diagnostics_.verdict())
     if router.check_ is not None:
         _say(router.check_.verdict())
-    router.save(args.out, force=args.force)
+    router.save(args.out, force=args.force, full_posterior=args.full_posterior)
     _say(_table(router.abilities()))
     _say(f"saved router to {args.out}")
     return 0
@@ -343,7 +345,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f"accuracy_used {c.accuracy_used:.3f}  utility {c.utility:.3f}"
             )
     if args.out:
-        router.save(args.out, force=args.force)
+        router.save(args.out, force=args.force, full_posterior=args.full_posterior)
         _say(f"\nSaved the router to {args.out} (try: irt-bayes abilities {args.out})")
     _say(f"\nDone in {time.perf_counter() - t0:.0f} s.")
     return 0
@@ -362,13 +364,14 @@ def cmd_route(args: argparse.Namespace) -> int:
     from irt_bayes.data import load_queries
     from irt_bayes.routing import route
 
+    if str(args.out).endswith(".parquet"):
+        return _route_parquet(args)
+    if args.scheduler or args.workers:
+        raise IrtBayesError("--scheduler and --workers route to Parquet: use --out D.parquet")
     check_output_file(args.out)
     router = _load_router(args.router, args.quiet)
-    if router.diagnostics_.interrupted and not args.force:
-        raise IrtBayesError(
-            f"{args.router}: was saved from an interrupted fit (--keep-partial) and is not "
-            "converged; refit it, or pass --force to route with it anyway"
-        )
+    _check_not_interrupted(router, args)
+
     queries = load_queries(*args.queries, allow_pickle=args.trust_pickle)
     res = route(
         router,
@@ -392,6 +395,57 @@ def cmd_route(args: argparse.Namespace) -> int:
     )
     _say(_utility_line(args, res.multiplier))
     _say(_table(counts.rename("queries").to_frame(), "{:.0f}"))
+    _say(f"wrote {args.out}")
+    return 0
+
+
+def _check_not_interrupted(router: IRTRouter, args: argparse.Namespace) -> None:
+    if router.diagnostics_.interrupted and not args.force:
+        raise IrtBayesError(
+            f"{args.router}: was saved from an interrupted fit (--keep-partial) and is not "
+            "converged; refit it, or pass --force to route with it anyway"
+        )
+
+
+def _route_parquet(args: argparse.Namespace) -> int:
+    """``route ... --out D.parquet``: a Parquet log, partition by partition, on Dask."""
+    from irt_bayes.batch import route_parquet
+
+    if len(args.queries) != 1:
+        raise IrtBayesError("--out D.parquet routes one Parquet log (a file or a folder)")
+    if args.budget is not None:
+        raise IrtBayesError(
+            "--budget needs the whole batch in one process: route to a CSV file, or give "
+            "--willingness-to-pay"
+        )
+    if args.embeddings:
+        raise IrtBayesError(
+            "--out D.parquet reads embeddings from the log's 'embedding' column, not --embeddings"
+        )
+    _check_not_interrupted(_load_router(args.router, True), args)
+    _say(f"routing {args.queries[0]} on Dask ({args.scheduler or 'local cluster'}) ...")
+    res = route_parquet(
+        args.router,
+        args.queries[0],
+        args.out,
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        willingness_to_pay=args.willingness_to_pay,
+        alpha=args.alpha,
+        policy=args.policy,
+        quantile=args.quantile,
+        seed=args.seed,
+        warmup=args.warmup,
+        use_labels=args.use_labels,
+    )
+    peak = max(res.worker_peak_bytes.values(), default=0) / 2**20
+    _say(
+        f"routed {res.n_queries} queries in {res.n_partitions} partitions ({args.policy}) in "
+        f"{res.seconds:.1f} s ({res.n_queries / max(res.seconds, 1e-9):,.0f} queries/s; "
+        f"peak memory per worker {peak:,.0f} MiB): mean expected accuracy "
+        f"{res.mean_accuracy:.3f}, total expected cost ${res.total_cost:.4f}"
+    )
+    _say(_table(res.counts.to_frame(), "{:.0f}"))
     _say(f"wrote {args.out}")
     return 0
 
@@ -444,7 +498,7 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     router = _load_router(args.router, args.quiet)
     data = load_responses(*args.responses, allow_pickle=args.trust_pickle)
     new = router.add_llms(data, prices=prices, replace=args.replace, embeddings=_embeddings(args))
-    new.save(args.out, force=args.force)
+    new.save(args.out, force=args.force, full_posterior=args.full_posterior)
     added = new.onboarded_.tail(len(data.llms)).set_index("llm")
     added["expected_accuracy"] = training_accuracy(new, list(added.index))
     _say(f"added {len(added)} LLM(s) to {len(router.llms_)}; wrote {args.out}")
@@ -611,6 +665,16 @@ def _add_safety(p: argparse.ArgumentParser, *, reads: bool = True, writes: bool 
         )
 
 
+def _add_full_posterior(p: argparse.ArgumentParser) -> None:
+    """The option of every command that saves a router."""
+    p.add_argument(
+        "--full-posterior",
+        action="store_true",
+        help="save every posterior draw of every variable in float64 (for ArviZ work on "
+        "the posterior; often 10x larger) instead of the compact router prediction needs",
+    )
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Help that shows every option's default, unless its text already says it."""
 
@@ -709,6 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--out", metavar="DIR", help="also save the fitted router to this folder")
     _add_safety(d, reads=False)
+    _add_full_posterior(d)
 
     s = _command(
         sub, "describe", "summarise response files, or a saved router and its checks", cmd_describe
@@ -778,6 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
         "it without --force) instead of writing nothing",
     )
     _add_safety(f)
+    _add_full_posterior(f)
 
     pr = _command(sub, "predict", "P(correct) per (query, LLM) for new queries", cmd_predict)
     pr.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
@@ -872,7 +938,24 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--use-labels", action="store_true", help=LABELS_HELP)
     _add_embeddings(ro)
     ro.add_argument("--seed", type=SEED, default=0, help="random seed of thompson's draws")
-    ro.add_argument("--out", required=True, metavar="D.csv", help="CSV file of decisions")
+    ro.add_argument(
+        "--out",
+        required=True,
+        metavar="D.csv|D.parquet",
+        help="CSV file of decisions; a name ending in .parquet routes a Parquet log "
+        "partition by partition on Dask and writes a folder of Parquet parts",
+    )
+    ro.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --out D.parquet: a running Dask scheduler (tcp://host:8786) whose "
+        "workers see the same paths (default: a local cluster for the run)",
+    )
+    ro.add_argument(
+        "--workers",
+        type=_integer(1, 1024),
+        help="with --out D.parquet: local worker processes (default: one per core)",
+    )
     ro.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     ro.add_argument(
         "--force",
@@ -930,6 +1013,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_embeddings(ob)
     ob.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     _add_safety(ob)
+    _add_full_posterior(ob)
 
     sg = _command(
         sub, "suggest", "choose (query, LLM) pairs to label, by their value to routing", cmd_suggest

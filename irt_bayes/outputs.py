@@ -49,6 +49,7 @@ KINDS: dict[str, frozenset[str]] = {
     "report": frozenset(),  # recognised by report.html + report.md, see _legacy_kind
     "evaluation": frozenset({"metrics.csv", "metrics.md", "points.csv", "check.csv", "pareto.png"}),
     "compare": frozenset({"compare.csv", "compare.png"}),
+    "decisions": frozenset(),  # recognised by its marker only (Parquet parts, batch.py)
 }
 _TMP_SUFFIX = ".irt-bayes-tmp"
 

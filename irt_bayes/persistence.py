@@ -8,7 +8,9 @@ Layout of a saved router::
                       prices, training query ids, the dataset classifier's names, the
                       predictive's kernel temperature, fit diagnostics, the held-out
                       predictive check and the model choice
-      posterior.nc    arviz.InferenceData (posterior, observed and constant data)
+      posterior.nc    arviz.InferenceData (posterior, observed and constant data);
+                      compact by default (:func:`compact_posterior`), or everything
+                      the fit drew with ``full_posterior=True``
       arrays.npz      PCA of the embeddings, the training embeddings and datasets, the
                       dataset classifier's coefficients
 
@@ -20,7 +22,9 @@ router and a save never replaces a folder irt-bayes did not write.
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,15 +40,87 @@ from irt_bayes.errors import RouterFileError
 from irt_bayes.features import EmbeddingFeatures
 from irt_bayes.inference import Diagnostics, diagnose
 from irt_bayes.outputs import atomic_directory
+from irt_bayes.predict import PREDICT_DRAWS
 from irt_bayes.spec import ModelSpec
 
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
 
-__all__ = ["FORMAT_VERSION", "save_router", "load_router", "package_version"]
+__all__ = [
+    "COMPACT_DRAWS",
+    "FORMAT_VERSION",
+    "compact_posterior",
+    "load_router",
+    "package_version",
+    "save_router",
+]
 
 FORMAT_VERSION = 2
 _FILES = ("router.json", "posterior.nc", "arrays.npz")
+# As many draws as prediction uses anyway, so a compact router predicts what the
+# fitted one does up to which draws the thinning picks (and ADVI draws 1,000).
+COMPACT_DRAWS = PREDICT_DRAWS
+
+
+def compact_posterior(
+    idata: az.InferenceData,
+    variables: Mapping[str, tuple[str, ...]],
+    max_draws: int = COMPACT_DRAWS,
+) -> az.InferenceData:
+    """What prediction, reports and onboarding read, in a fraction of the space.
+
+    Keeps the posterior variables the model's terms read (``variables``) and every
+    variable without a ``query`` dim (scales, abilities, offsets: small, and what a
+    user summarises), drops the per-query deterministics the terms recompute
+    (``difficulty``, ``discrimination``) and the warm-up, thins each chain evenly to at
+    most ``max_draws`` draws in all, and stores floating-point draws as float32.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        A fitted router's ``idata_``.
+    variables : mapping of str to tuple of str
+        From :func:`irt_bayes.components.posterior_variables`.
+    max_draws : int, default COMPACT_DRAWS
+        Most draws kept, all chains together (chains are kept, so R-hat still works).
+
+    Returns
+    -------
+    arviz.InferenceData
+        ``posterior`` (thinned), ``sample_stats`` (thinned alike) and the observed and
+        constant data, unchanged.
+
+    Notes
+    -----
+    Thinning is the only approximation that matters. The mean over ``m`` of ``N``
+    draws differs from the mean over all of them by a Monte Carlo error of sd at most
+    ``s * sqrt(1/m - 1/N)`` for independent draws of posterior sd ``s`` (less when
+    neighbouring draws are correlated, as NUTS draws are, since even thinning spreads
+    the kept draws out). float32 rounds a logit of 10 by about 1e-6, which is far
+    below it. ``tests/test_persistence.py`` checks every predicted P(correct) against
+    this bound.
+
+    See Also
+    --------
+    save_router, irt_bayes.predict.sample_index
+    """
+    if max_draws < 1:
+        raise ValueError(f"max_draws must be at least 1, got {max_draws}")
+    post = idata.posterior
+    keep = [v for v in post.data_vars if v in variables or "query" not in post[v].dims]
+    total = post.sizes["chain"] * post.sizes["draw"]
+    thin = {"draw": slice(None, None, max(1, math.ceil(total / max_draws)))}
+    small = post[keep].isel(thin)
+    for name in keep:
+        if small[name].dtype.kind == "f":
+            small[name] = small[name].astype(np.float32)
+    groups = {"posterior": small}
+    if "sample_stats" in idata.groups() and "draw" in idata.sample_stats.dims:
+        groups["sample_stats"] = idata.sample_stats.isel(thin)
+    for name in ("observed_data", "constant_data"):
+        if name in idata.groups():
+            groups[name] = idata[name]
+    return az.InferenceData(**groups)
 
 
 def package_version() -> str:
@@ -71,7 +147,26 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def save_router(router: IRTRouter, path: str | os.PathLike, *, force: bool = False) -> Path:
+def _columns(df: pd.DataFrame) -> dict[str, list]:
+    """A table as JSON columns, its index in ``name``."""
+    return df.rename_axis("name").reset_index().to_dict(orient="list")
+
+
+def _table(cols: Mapping[str, list], index_name: str | None = None) -> pd.DataFrame:
+    """The inverse of :func:`_columns`; a null (a NaN when saved) reads back as NaN."""
+    df = pd.DataFrame(dict(cols)).set_index("name").astype(float)
+    df.index.name = index_name
+    return df
+
+
+def save_router(
+    router: IRTRouter,
+    path: str | os.PathLike,
+    *,
+    force: bool = False,
+    full_posterior: bool = False,
+    max_draws: int = COMPACT_DRAWS,
+) -> Path:
     """Write a fitted router to ``path`` (a directory, replaced if it exists).
 
     Parameters
@@ -82,6 +177,12 @@ def save_router(router: IRTRouter, path: str | os.PathLike, *, force: bool = Fal
         Target directory: new, empty, or a saved router (replaced atomically).
     force : bool, default False
         Replace an existing folder that is not a saved router (its files are deleted).
+    full_posterior : bool, default False
+        Save every draw of every variable the fit kept, in float64 (for ArviZ work on
+        the posterior itself). By default the posterior is compact
+        (:func:`compact_posterior`): what prediction needs, thinned to ``max_draws``.
+    max_draws : int, default COMPACT_DRAWS
+        Draws kept in a compact router.
 
     Raises
     ------
@@ -96,6 +197,15 @@ def save_router(router: IRTRouter, path: str | os.PathLike, *, force: bool = Fal
     """
     router._check_fitted()
     path = Path(path)
+    post = router.idata_.posterior
+    total = post.sizes["chain"] * post.sizes["draw"]
+    idata = (
+        router.idata_
+        if full_posterior
+        else compact_posterior(router.idata_, posterior_variables(router.components_), max_draws)
+    )
+    kept = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+    diag = router.diagnostics_
     prices = router.prices_.reindex(router.llms_)
     meta = {
         "format_version": FORMAT_VERSION,
@@ -126,7 +236,12 @@ def save_router(router: IRTRouter, path: str | os.PathLike, *, force: bool = Fal
         "tau": router.tau_ if np.isfinite(router.tau_) else None,
         "tau_losses": {str(k): v for k, v in router.tau_losses_.items()},
         "train_queries": router.train_queries_.drop(columns=["query"]).to_dict(orient="list"),
-        "diagnostics": router.diagnostics_.to_dict(),
+        "diagnostics": diag.to_dict(),
+        # R-hat and ESS of the fit's own draws: a thinned posterior would understate ESS
+        "diagnostic_tables": None
+        if diag.method != "nuts"
+        else {"abilities": _columns(diag.table), "variables": _columns(diag.variables)},
+        "posterior": {"compact": not full_posterior, "draws": kept, "fitted_draws": total},
         "check": None if router.check_ is None else router.check_.to_dict(),
         "selection": None
         if router.selection_ is None
@@ -140,7 +255,7 @@ def save_router(router: IRTRouter, path: str | os.PathLike, *, force: bool = Fal
     with atomic_directory(path, "router", force=force) as tmp:
         text = json.dumps(_finite(meta), indent=2, default=_json_default, allow_nan=False)
         (tmp / "router.json").write_text(text)
-        router.idata_.to_netcdf(str(tmp / "posterior.nc"), engine="h5netcdf")
+        idata.to_netcdf(str(tmp / "posterior.nc"), engine="h5netcdf")
         arrays = {f"features_{k}": v for k, v in router.features_.to_arrays().items()}
         arrays["train_embeddings"] = router.train_embeddings_
         arrays["train_dataset_idx"] = (
@@ -325,9 +440,23 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     onb = meta.get("onboarded")
     router.onboarded_ = None if onb is None else pd.DataFrame(onb)
     router.likelihood_ = meta.get("likelihood", "bernoulli")
+    for name, var in idata.posterior.data_vars.items():
+        if var.dtype == np.float32:  # compact routers store float32; compute in float64
+            idata.posterior[name] = var.astype(np.float64)
     router.idata_ = idata
     d = meta.get("diagnostics", {})
-    if d.get("method") == "nuts":
+    tables = meta.get("diagnostic_tables")
+    compact = bool((meta.get("posterior") or {}).get("compact", False))
+    if d.get("method") == "nuts" and compact and tables is not None:
+        router.diagnostics_ = Diagnostics(
+            method="nuts",
+            seconds=float(d.get("seconds", 0.0)),
+            table=_table(tables["abilities"]),
+            divergences=int(d.get("divergences", 0)),
+            variables=_table(tables["variables"], "variable"),
+        )
+        router.diagnostics_.converged = router.diagnostics_.ok
+    elif d.get("method") == "nuts":
         # R-hat / ESS are recomputed from the saved draws, so the verdict survives a reload
         try:
             router.diagnostics_ = diagnose(

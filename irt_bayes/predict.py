@@ -63,6 +63,7 @@ from irt_bayes.memory import Blocks, plan_blocks
 
 __all__ = [
     "NewQueryPredictive",
+    "PREDICT_DRAWS",
     "QueryPrior",
     "RESIDUALS",
     "SUMMARY_CELL_BYTES",
@@ -98,6 +99,10 @@ def stack_draws(post: xr.Dataset, name: str, dims: tuple[str, ...], idx: np.ndar
     var = post[name].transpose("chain", "draw", *dims).to_numpy()
     n_draw = var.shape[1]
     return np.asarray(var[idx // n_draw, idx % n_draw], dtype=np.float64)
+
+
+# Posterior draws prediction uses (evenly thinned); a compact router keeps as many.
+PREDICT_DRAWS = 1000
 
 
 def sample_index(idata: az.InferenceData, max_draws: int | None) -> np.ndarray:
@@ -446,8 +451,11 @@ class NewQueryPredictive:
     residuals : {"empirical", "normal"}
         See :func:`new_query_values`.
     seed : int
-        Query ``i`` draws from generator ``i`` of :func:`query_rngs`; an unseen dataset
-        from ``default_rng(seed)``.
+        Query ``i`` draws from generator ``first_row + i`` of :func:`query_rngs`; an
+        unseen dataset from ``default_rng(seed)``.
+    first_row : int, default 0
+        Position of the first query in a larger batch that is predicted in parts (a
+        log's partitions), so each query draws what it would in the whole batch.
 
     Examples
     --------
@@ -468,8 +476,10 @@ class NewQueryPredictive:
         *,
         residuals: str = "empirical",
         seed: int = 0,
+        first_row: int = 0,
     ) -> None:
         self.components, self.draws, self.prior = components, draws, prior
+        self.first_row = int(first_row)
         self.embeddings, self.features = embeddings, features
         self.dataset_probs = dataset_probs
         n = features.shape[0]
@@ -536,7 +546,7 @@ class NewQueryPredictive:
         w = self.prior.weights(emb, probs)
         if unseen.any():  # an unseen dataset: any training query's residuals
             w[unseen] = self.prior.weights(emb[unseen], None)
-        rngs = query_rngs(self.seed, rows)
+        rngs = query_rngs(self.seed, slice(rows.start + self.first_row, rows.stop + self.first_row))
         atoms = sample_atoms(w, self.n_draws, rngs)
         del w
         d = self.prior.train_dataset_idx

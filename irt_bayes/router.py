@@ -39,6 +39,7 @@ from irt_bayes.inference import SAMPLERS, fit_advi, sample_nuts, warn_if_needed
 from irt_bayes.memory import MEMORY_BUDGET, check_budget
 from irt_bayes.model import IRTDesign, build_model, make_design, uses_datasets
 from irt_bayes.predict import (
+    PREDICT_DRAWS,
     RESIDUALS,
     SUMMARY_CELL_BYTES,
     NewQueryPredictive,
@@ -56,8 +57,6 @@ from irt_bayes.stats import HDI_PROB
 __all__ = ["IRTRouter", "as_query_frame", "response_grid", "HDI_PROB"]
 
 Warmup = Literal["irt-router"] | None
-# Posterior draws kept for prediction (evenly thinned).
-PREDICT_DRAWS = 1000
 # Fewest training queries for a held-out check (and for model="auto").
 MIN_HOLDOUT_QUERIES = 40
 
@@ -551,12 +550,14 @@ class IRTRouter(BaseEstimator):
         warmup: Warmup = None,
         k: int = 5,
         lam: float = 0.3,
+        first_row: int = 0,
     ) -> NewQueryPredictive:
         """The predictive of new queries, to evaluate block by block.
 
         Takes the arguments of :meth:`predict_proba`, whose (S, n, J) draws are the
         blocks of :meth:`NewQueryPredictive.blocks
-        <irt_bayes.predict.NewQueryPredictive.blocks>` put together.
+        <irt_bayes.predict.NewQueryPredictive.blocks>` put together, and ``first_row``:
+        the position of the first query when a larger batch is predicted in parts.
 
         Returns
         -------
@@ -588,6 +589,7 @@ class IRTRouter(BaseEstimator):
             unseen,
             residuals=self.residuals,
             seed=self.seed,
+            first_row=first_row,
         )
 
     def dataset_proba(
@@ -755,11 +757,16 @@ class IRTRouter(BaseEstimator):
         return az.loo(idata)
 
     # ---------------------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike, *, force: bool = False) -> Path:
-        """Save to a directory; see :func:`irt_bayes.persistence.save_router`."""
+    def save(
+        self, path: str | os.PathLike, *, force: bool = False, full_posterior: bool = False
+    ) -> Path:
+        """Save to a directory, compact unless ``full_posterior``.
+
+        See :func:`irt_bayes.persistence.save_router`.
+        """
         from irt_bayes.persistence import save_router
 
-        return save_router(self, path, force=force)
+        return save_router(self, path, force=force, full_posterior=full_posterior)
 
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs: Any) -> IRTRouter:

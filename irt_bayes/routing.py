@@ -612,6 +612,7 @@ def route(
     use_labels: bool = False,
     draws: xr.DataArray | None = None,
     memory_budget: int | None = None,
+    first_row: int = 0,
 ) -> RoutingResult:
     """Route queries to LLMs by posterior expected utility.
 
@@ -651,6 +652,10 @@ def route(
     memory_budget : int, optional
         Bytes the arrays of one block may take; default the router's
         ``memory_budget`` (:data:`irt_bayes.memory.MEMORY_BUDGET` without a router).
+    first_row : int, default 0
+        Position of the first query in a larger batch routed in parts (a log's
+        partitions, :mod:`irt_bayes.batch`): each query's predictive then draws what it
+        would in the whole batch, so the parts decide as the whole would.
 
     Returns
     -------
@@ -673,7 +678,9 @@ def route(
     if memory_budget is None:
         memory_budget = getattr(router, "memory_budget", None)
     if draws is None:
-        source = router.predictive(q, embeddings=embeddings, warmup=warmup, use_labels=use_labels)
+        source = router.predictive(
+            q, embeddings=embeddings, warmup=warmup, use_labels=use_labels, first_row=first_row
+        )
         llms = [str(m) for m in router.llms_]
         qids = q["query_id"].to_numpy()
     else:

@@ -69,6 +69,15 @@ def _column(items: dict[str, Any], expect: str) -> dict[str, Any]:
     return {"type": "array", "items": items, "x-expect": expect}
 
 
+# a table saved by persistence._columns: its row names in "name", one number list per column
+_TABLE: dict[str, Any] = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {"name": _column(_STR, "a list of row names")},
+    "additionalProperties": _column(_NUM_OR_NULL, "a list of numbers or nulls"),
+    "x-expect": "an object of columns (name, r_hat...)",
+}
+
 ROUTER_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "router.json of a saved irt-bayes router",
@@ -171,6 +180,21 @@ ROUTER_SCHEMA: dict[str, Any] = {
                 "verdict": _STR,
             },
             "x-expect": "an object (the fit diagnostics)",
+        },
+        "diagnostic_tables": {
+            "type": ["object", "null"],
+            "required": ["abilities", "variables"],
+            "properties": {"abilities": _TABLE, "variables": _TABLE},
+            "x-expect": "an object (R-hat and ESS tables of the fit) or null",
+        },
+        "posterior": {
+            "type": "object",
+            "properties": {
+                "compact": {"type": "boolean"},
+                "draws": _COUNT,
+                "fitted_draws": _COUNT,
+            },
+            "x-expect": "an object (what posterior.nc holds)",
         },
         "check": {
             "type": ["object", "null"],
@@ -353,6 +377,8 @@ def check_metadata(meta: Any, file: str | Path) -> None:
         block = meta.get(key)
         if block is not None:
             _lengths_agree(block["table"] if key == "check" else block, key, file)
+    for key, block in (meta.get("diagnostic_tables") or {}).items():
+        _lengths_agree(block, f"diagnostic_tables.{key}", file)
     st = meta["structure"]
     if st.get("groups") is not None:
         idx = st.get("group_idx")

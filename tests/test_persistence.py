@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from irt_bayes import IrtBayesError, IRTRouter, RouterFileError, persistence, simulate_pool
 from irt_bayes.errors import OutputError
@@ -31,7 +33,13 @@ def _query_variants(q: pd.DataFrame) -> list[tuple[pd.DataFrame, dict]]:
 
 @pytest.fixture(scope="module")
 def saved_dir(advi_router, tmp_path_factory):
+    """The default: a compact router (float32 draws, no per-query deterministics)."""
     return advi_router.save(tmp_path_factory.mktemp("saved") / "router")
+
+
+@pytest.fixture(scope="module")
+def full_dir(advi_router, tmp_path_factory):
+    return advi_router.save(tmp_path_factory.mktemp("full") / "router", full_posterior=True)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +70,10 @@ def test_saved_layout(saved_dir):
     assert meta["spec"]["name"] == "2pl"
 
 
-def test_round_trip_identical_predictions(advi_router, saved_dir, embed_cache, new_queries):
-    loaded = _load(saved_dir, embed_cache)
+def test_full_posterior_round_trip_identical_predictions(
+    advi_router, full_dir, embed_cache, new_queries
+):
+    loaded = _load(full_dir, embed_cache)
     q = new_queries.head(25)
     for frame, kw in _query_variants(q):
         a = advi_router.predict_proba(frame, **kw)
@@ -75,8 +85,8 @@ def test_round_trip_identical_predictions(advi_router, saved_dir, embed_cache, n
     pd.testing.assert_frame_equal(advi_router.predict(q), loaded.predict(q), check_exact=True)
 
 
-def test_round_trip_identical_state(advi_router, saved_dir, embed_cache):
-    loaded = _load(saved_dir, embed_cache)
+def test_full_posterior_round_trip_identical_state(advi_router, full_dir, embed_cache):
+    loaded = _load(full_dir, embed_cache)
     pd.testing.assert_frame_equal(advi_router.abilities(), loaded.abilities(), check_exact=True)
     assert loaded.spec_ == advi_router.spec_
     assert loaded.llms_ == advi_router.llms_
@@ -100,9 +110,61 @@ def test_round_trip_identical_state(advi_router, saved_dir, embed_cache):
     assert "unfitted" not in repr(loaded) and repr(loaded) == repr(advi_router)
 
 
+def test_compact_router_predicts_what_the_fitted_one_does(
+    advi_router, saved_dir, full_dir, embed_cache, new_queries
+):
+    """ADVI's 1,000 draws are all kept, so only float32 rounding separates the two."""
+    post = xr.open_dataset(saved_dir / "posterior.nc", group="posterior", engine="h5netcdf")
+    assert {"difficulty", "discrimination"}.isdisjoint(post.data_vars)
+    assert all(v.dtype == np.float32 for v in post.data_vars.values() if v.dtype.kind == "f")
+    post.close()
+    assert (saved_dir / "posterior.nc").stat().st_size < (full_dir / "posterior.nc").stat().st_size
+    meta = json.loads((saved_dir / "router.json").read_text())
+    assert meta["posterior"] == {"compact": True, "draws": 1000, "fitted_draws": 1000}
+    loaded = _load(saved_dir, embed_cache)
+    for frame, kw in _query_variants(new_queries.head(25)):
+        a = advi_router.predict_proba(frame, **kw).to_numpy()
+        np.testing.assert_allclose(loaded.predict_proba(frame, **kw).to_numpy(), a, atol=1e-5)
+    pd.testing.assert_frame_equal(
+        advi_router.abilities(), loaded.abilities(), check_exact=False, atol=1e-5
+    )
+
+
+def test_reports_of_a_compact_router_recompute_the_item_parameters(
+    advi_router, saved_dir, embed_cache
+):
+    """difficulty / discrimination come from the components, not from stored draws."""
+    from irt_bayes.report import query_table
+
+    loaded = _load(saved_dir, embed_cache)
+    a, b = query_table(advi_router), query_table(loaded)
+    post = advi_router.idata_.posterior
+    np.testing.assert_allclose(
+        a["difficulty"].to_numpy(), post["difficulty"].mean(("chain", "draw")), atol=1e-9
+    )
+    for col in ("difficulty", "difficulty_sd", "discrimination", "p_average"):
+        np.testing.assert_allclose(b[col].to_numpy(), a[col].to_numpy(), atol=1e-4)
+
+
+def test_compact_posterior_thins_within_the_monte_carlo_bound(nuts_router):
+    full = nuts_router.idata_
+    small = persistence.compact_posterior(full, {}, max_draws=200)
+    n_chain, n_draw = full.posterior.sizes["chain"], full.posterior.sizes["draw"]
+    assert small.posterior.sizes["chain"] == n_chain
+    assert small.posterior.sizes["draw"] == -(-n_draw // math.ceil(n_chain * n_draw / 200))
+    theta, kept = full.posterior["theta"], small.posterior["theta"].astype(float)
+    m, n = kept.sizes["chain"] * kept.sizes["draw"], n_chain * n_draw
+    bound = 4.5 * theta.std(("chain", "draw")) * math.sqrt(1 / m - 1 / n)
+    diff = abs(kept.mean(("chain", "draw")) - theta.mean(("chain", "draw")))
+    assert bool((diff <= bound).all()), (diff / bound).max()
+    assert "warmup_posterior" not in small.groups()
+    with pytest.raises(ValueError, match="max_draws"):
+        persistence.compact_posterior(full, {}, max_draws=0)
+
+
 @pytest.mark.slow
 def test_nuts_round_trip_keeps_predictions_and_diagnostics(nuts_router, tmp_path, embed_cache):
-    path = nuts_router.save(tmp_path / "nuts")
+    path = nuts_router.save(tmp_path / "nuts", full_posterior=True)
     loaded = _load(path, embed_cache)
     q = nuts_router.train_queries_.head(10)
     assert np.array_equal(
@@ -115,6 +177,26 @@ def test_nuts_round_trip_keeps_predictions_and_diagnostics(nuts_router, tmp_path
     assert d1.min_ess_bulk == d0.min_ess_bulk and d1.min_ess_tail == d0.min_ess_tail
     assert d1.divergences == d0.divergences
     assert d1.ok == d0.ok and d1.problems == d0.problems
+
+
+@pytest.mark.slow
+def test_compact_nuts_router_keeps_the_fits_diagnostics(nuts_router, tmp_path, embed_cache):
+    """R-hat and ESS are those of every fitted draw, not of the thinned ones."""
+    path = persistence.save_router(nuts_router, tmp_path / "nuts", max_draws=200)
+    loaded = _load(path, embed_cache)
+    d0, d1 = nuts_router.diagnostics_, loaded.diagnostics_
+    assert loaded.idata_.posterior.sizes["draw"] * loaded.idata_.posterior.sizes["chain"] == 200
+    assert (d1.max_rhat, d1.min_ess_bulk, d1.divergences) == (
+        d0.max_rhat,
+        d0.min_ess_bulk,
+        d0.divergences,
+    )
+    pd.testing.assert_frame_equal(d1.variables, d0.variables, check_dtype=False)
+    assert d1.ok == d0.ok and d1.problems == d0.problems and d1.verdict() == d0.verdict()
+    q = nuts_router.train_queries_.head(10)
+    p0, p1 = nuts_router.predict_proba(q), loaded.predict_proba(q)
+    se = p0.std("draw") * math.sqrt(1 / 200)
+    assert bool((abs(p1.mean("draw") - p0.mean("draw")) <= 4.5 * se).all())
 
 
 def test_router_fitted_with_encoder_object_encodes_new_text_after_load(small_router, tmp_path):
@@ -130,7 +212,7 @@ def test_router_fitted_with_encoder_object_encodes_new_text_after_load(small_rou
 def test_loaded_router_does_not_need_its_files(advi_router, copy_of_saved, embed_cache):
     loaded = _load(copy_of_saved, embed_cache)
     q = advi_router.train_queries_.head(5)
-    expected = advi_router.predict_proba(q).to_numpy()
+    expected = loaded.predict_proba(q).to_numpy()  # a compact router saves again exactly
     # saving over the directory it was loaded from replaces the files under it
     loaded.save(copy_of_saved)
     assert np.array_equal(loaded.predict_proba(q).to_numpy(), expected)
@@ -274,6 +356,34 @@ BAD_CASES = {
     "training embeddings: rows": (
         "arrays.npz",
         lambda p: _edit_arrays(p, lambda a: a.update(train_embeddings=a["train_embeddings"][1:])),
+    ),
+    "diagnostic tables of unequal length": (
+        "router.json",
+        lambda p: _edit_json(
+            p,
+            lambda m: m.update(
+                diagnostic_tables={
+                    "abilities": {"name": ["a", "b"], "r_hat": [1.0]},
+                    "variables": {"name": []},
+                }
+            ),
+        ),
+    ),
+    "diagnostic table of text": (
+        "router.json",
+        lambda p: _edit_json(
+            p,
+            lambda m: m.update(
+                diagnostic_tables={
+                    "abilities": {"name": ["a"], "r_hat": ["x"]},
+                    "variables": {"name": []},
+                }
+            ),
+        ),
+    ),
+    "posterior draws negative": (
+        "router.json",
+        lambda p: _edit_json(p, lambda m: m.update(posterior={"compact": True, "draws": -1})),
     ),
     "training embeddings: dim": (
         "arrays.npz",

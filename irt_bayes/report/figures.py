@@ -27,9 +27,9 @@ from irt_bayes.report.posterior import (
     DataLike,
     _ability_grid,
     _as_router,
-    _draws,
     _free_discrimination,
     _guessing,
+    _item_draws,
     _observations,
     _query_datasets,
     _query_ids,
@@ -432,13 +432,13 @@ def plot_icc(
     router = _as_router(router)
     ids = _query_ids(router)
     pos = pd.Index(ids)
-    b_all = _draws(router, "difficulty", "query")
+    b_all = _item_draws(router, "difficulty")
     if query_ids is None:
         bm = b_all.mean(axis=0)
         order = np.argsort(bm)
         picks = [int(order[round(f * (len(order) - 1))]) for f in (0.1, 0.5, 0.9)]
         if _free_discrimination(router):
-            a_m = np.linalg.norm(_draws(router, "discrimination", "query", "skill"), axis=2)
+            a_m = np.linalg.norm(_item_draws(router, "discrimination"), axis=2)
             # the most discriminating query not picked yet
             extra = [int(i) for i in np.argsort(-a_m.mean(axis=0))[:4] if int(i) not in picks]
         else:
@@ -451,7 +451,7 @@ def plot_icc(
             raise IrtBayesError(f"query {unknown[0]!r} is not a training query of this router")
     sidx = sample_index(router.idata_, n_draws)
     has_a = _free_discrimination(router)
-    a_all = _draws(router, "discrimination", "query", "skill") if has_a else None
+    a_all = _item_draws(router, "discrimination") if has_a else None
     texts = _query_texts(router, data)
     ds = _query_datasets(router)
     disp = None if texts is None else _display_texts(texts, ds)

@@ -30,7 +30,7 @@ from irt_bayes.components import (
 )
 from irt_bayes.data import ResponseData, load_responses
 from irt_bayes.errors import IrtBayesError
-from irt_bayes.predict import extract_draws, sample_index, stack_draws
+from irt_bayes.predict import extract_draws, sample_index
 
 if TYPE_CHECKING:
     from irt_bayes.router import IRTRouter
@@ -62,9 +62,19 @@ def _as_data(data: DataLike) -> ResponseData | None:
     return load_responses(*data)
 
 
-def _draws(router: IRTRouter, name: str, *dims: str) -> np.ndarray:
-    """Every posterior draw of a variable as (sample, *dims), chains stacked."""
-    return stack_draws(router.idata_.posterior, name, dims, sample_index(router.idata_, None))
+_ITEM_KEYS = {"difficulty": "b", "discrimination": "a", "guessing": "c"}
+
+
+def _item_draws(router: IRTRouter, name: str) -> np.ndarray | None:
+    """Every posterior draw of a training item parameter, chains stacked.
+
+    ``difficulty`` (sample, query), ``discrimination`` (sample, query, skill) or
+    ``guessing`` (sample, query; None without a guessing term), computed by the
+    model's components (a compact router does not store them).
+    """
+    comps = router.components_
+    draws = extract_draws(router.idata_, comps, sample_index(router.idata_, None))
+    return item_quantities(comps, draws, _training_inputs(router), NUMPY).get(_ITEM_KEYS[name])
 
 
 @contextlib.contextmanager
@@ -113,11 +123,7 @@ def _free_discrimination(router: IRTRouter) -> bool:
 
 def _guessing(router: IRTRouter) -> np.ndarray | None:
     """(sample, query) lower asymptote of each training query, None without guessing."""
-    comps = router.components_
-    if not has(comps, "guessing"):
-        return None
-    draws = extract_draws(router.idata_, comps, sample_index(router.idata_, None))
-    return item_quantities(comps, draws, _training_inputs(router), NUMPY)["c"]
+    return _item_draws(router, "guessing") if has(router.components_, "guessing") else None
 
 
 def _training_inputs(router: IRTRouter) -> Inputs:
