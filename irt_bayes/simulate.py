@@ -33,8 +33,17 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import xarray as xr
+from scipy import special
 
-__all__ = ["LLM_CATALOGUE", "DOMAINS", "STYLES", "SimulatedPool", "simulate_pool", "wide_pool"]
+__all__ = [
+    "LLM_CATALOGUE",
+    "DOMAINS",
+    "STYLES",
+    "SimulatedPool",
+    "scale_pool",
+    "simulate_pool",
+    "wide_pool",
+]
 
 ScoreType = Literal["binary", "binomial", "fraction"]
 # Response styles that break the plain 2PL (see simulate_pool): real pools have them.
@@ -991,3 +1000,61 @@ def wide_pool(
         }
     )
     return frame, rng.standard_normal((n_queries, dim)).astype(np.float32)
+
+
+def scale_pool(
+    n_llms: int, n_queries: int, *, dim: int = 64, seed: int = 0
+) -> tuple[pd.DataFrame, np.ndarray, pd.Series]:
+    """A large 2PL pool whose item parameters follow the embeddings, for scale benchmarks.
+
+    Every (query, LLM) pair is observed once. Difficulty and log-discrimination are
+    linear in the embedding plus a residual, as the 2pl spec assumes, so a fit on the
+    embeddings can recover them; abilities are standard normal.
+
+    Parameters
+    ----------
+    n_llms, n_queries : int
+        Pool size: ``n_llms * n_queries`` responses, LLMs ``llm-000`` ..., queries
+        ``q0`` ...
+    dim : int, default 64
+        Embedding dimension (unit-norm rows).
+    seed : int
+        Everything is drawn from one generator with this seed.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        Tidy binary responses (``query_id, query, llm, score, cost``), query-major;
+        ``query`` is a placeholder (the embeddings stand for the texts).
+    embeddings : numpy.ndarray
+        (n_queries, dim) float32, in ``query_id`` order.
+    abilities : pandas.Series
+        True ability of each LLM (mean zero), indexed by LLM.
+
+    Examples
+    --------
+    >>> frame, emb, theta = scale_pool(10, 100, dim=8, seed=1)
+    >>> len(frame), emb.shape, theta.shape
+    (1000, (100, 8), (10,))
+    """
+    rng = np.random.default_rng(seed)
+    emb = rng.standard_normal((n_queries, dim))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    scale = np.sqrt(dim)  # unit-norm rows: weights of this size give effects of sd ~1
+    b = emb @ rng.normal(0, 1.0, dim) * scale * 0.8 + rng.normal(0, 0.6, n_queries)
+    a = np.exp(emb @ rng.normal(0, 0.3, dim) * scale * 0.5 + rng.normal(0, 0.2, n_queries))
+    theta = rng.normal(0, 1, n_llms)
+    theta -= theta.mean()
+    llms = [f"llm-{j:03d}" for j in range(n_llms)]
+    p = special.expit(a[:, None] * (theta[None, :] - b[:, None]))
+    ids = np.array([f"q{i}" for i in range(n_queries)], dtype=object)
+    frame = pd.DataFrame(
+        {
+            "query_id": np.repeat(ids, n_llms),
+            "query": np.repeat(np.char.add("query ", ids.astype(str)), n_llms),
+            "llm": np.tile(np.array(llms, dtype=object), n_queries),
+            "score": (rng.random((n_queries, n_llms)) < p).astype(np.float64).ravel(),
+            "cost": np.tile(rng.uniform(1e-4, 1e-2, n_llms), n_queries),
+        }
+    )
+    return frame, emb.astype(np.float32), pd.Series(theta, index=pd.Index(llms, name="llm"))
