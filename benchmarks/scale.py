@@ -182,13 +182,14 @@ def main() -> int:
                 rows.append(row)
                 print(f"   {rows[-1]}", flush=True)
     table = pd.DataFrame(rows)
-    for tool, g in table.groupby("tool", sort=False):
+    for _, g in table.groupby("tool", sort=False):
         logn = np.log(g["responses"].to_numpy(float))
         for col, name in (("seconds", "time growth"), ("peak GB", "memory growth")):
             if col in g:
                 v = np.log(g[col].to_numpy(float))
                 slope = np.r_[np.nan, np.diff(v) / np.diff(logn)]
                 table.loc[g.index, name] = slope
+    table["responses"] = table["responses"].map("{:,}".format)
     text = (
         f"Machine: {machine()}. Minibatch {args.minibatch}, {args.llms} LLMs, "
         f"{args.dim}-d embeddings, seed {args.seed}; py-irt epochs {args.py_irt_epochs}.\n\n"

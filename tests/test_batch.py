@@ -149,3 +149,19 @@ def test_a_folder_irt_bayes_did_not_write_is_kept(batch_router, tmp_path, capsys
     assert main(["route", str(path), str(log), "--out", str(out), "--alpha", "0.5"]) == 2
     assert "did not write" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_a_log_of_texts_is_embedded_on_the_workers(advi_router, new_queries, tmp_path):
+    """A router on the default encoder: the workers load it and embed the texts."""
+    path = advi_router.save(tmp_path / "router")
+    q = new_queries.head(12)[["query_id", "query"]]
+    log = tmp_path / "log.parquet"
+    log.mkdir()
+    q.iloc[:5].to_parquet(log / "a.parquet")
+    q.iloc[5:].to_parquet(log / "b.parquet")
+    res = route_parquet(path, log, tmp_path / "d.parquet", n_workers=1, willingness_to_pay=5)
+    got = pd.read_parquet(res.path).set_index("query_id").loc[q["query_id"]]
+    want = route(advi_router, q, willingness_to_pay=5).choices.set_index("query_id")
+    assert (got["llm"] == want["llm"]).all()
+    # float32 draws in the compact router the workers load
+    np.testing.assert_allclose(got["expected_accuracy"], want["expected_accuracy"], atol=1e-4)
