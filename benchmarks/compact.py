@@ -75,9 +75,9 @@ def main() -> int:
                 "posterior.nc MB": (path / "posterior.nc").stat().st_size / 1e6,
                 "draws": post.sizes["chain"] * post.sizes["draw"],
                 "load s": statistics.median(times),
-                "max |dP|": d.max(),
-                "mean |dP|": d.mean(),
-                "max |dP| / MC se": (d / np.where(se > 0, se, np.inf)).max(),
+                "max abs dP": d.max(),
+                "mean abs dP": d.mean(),
+                "max abs dP / MC se": (d / np.where(se > 0, se, np.inf)).max(),
             }
             print(f"{name}: {rows[name]}", flush=True)
     table = pd.DataFrame.from_dict(rows, orient="index")

@@ -165,3 +165,25 @@ def test_a_log_of_texts_is_embedded_on_the_workers(advi_router, new_queries, tmp
     assert (got["llm"] == want["llm"]).all()
     # float32 draws in the compact router the workers load
     np.testing.assert_allclose(got["expected_accuracy"], want["expected_accuracy"], atol=1e-4)
+
+
+def test_an_existing_scheduler_takes_the_work(batch_router, tmp_path):
+    """--scheduler ADDRESS: a running cluster (started here, as a user would) routes it."""
+    from distributed import LocalCluster
+
+    _, path = batch_router
+    log, queries = _log(tmp_path / "log.parquet", parts=2)
+    out = tmp_path / "d.parquet"
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        args = ["route", str(path), str(log), "--out", str(out), "--alpha", "0.8"]
+        assert main([*args, "--scheduler", cluster.scheduler_address, "--quiet"]) == 0
+        assert len(cluster.workers) == 1  # the run left the cluster up
+    assert sorted(pd.read_parquet(out)["query_id"]) == sorted(queries["query_id"])
+
+
+def test_scheduler_without_parquet_output_is_refused(batch_router, tmp_path, capsys):
+    _, path = batch_router
+    log, _ = _log(tmp_path / "log.parquet", parts=1)
+    args = ["route", str(path), str(log), "--out", str(tmp_path / "d.csv"), "--alpha", "0.5"]
+    assert main([*args, "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "--out D.parquet" in capsys.readouterr().err
