@@ -389,7 +389,8 @@ def test_report_html_embeds_every_figure(report_dir: Path) -> None:
 
 
 def test_report_numbers_match_posterior(env, report_dir: Path) -> None:
-    router = env["routers"]["2pl"]
+    # the report is of the saved router, whose compact posterior is float32
+    router = IRTRouter.load(env["paths"]["2pl"], progress=False)
     md = (report_dir / "report.md").read_text()
     for row in R.ability_table(router).itertuples():
         line = f"| {row.llm} | {row.skill} | {row.mean:.3f} | {row.sd:.3f} | {row.hdi_low:.3f} |"
@@ -402,7 +403,7 @@ def test_report_numbers_match_posterior(env, report_dir: Path) -> None:
     np.testing.assert_allclose(acc["expected"], R.accuracy_check(router)["expected"], rtol=1e-9)
     assert router.diagnostics_.verdict() in md
     # texts come from --data: the hardest query's text is in the report
-    q = R.query_table(router)
+    q = R.query_table(router, data=env["train"])
     hardest = q["difficulty"].idxmax()
     shown = q.loc[hardest, "display"]  # whitespace collapsed, shortened
     assert shown and shown[:40].replace("|", "\\|") in md
@@ -539,7 +540,7 @@ def test_nuts_convergence_pieces(tmp_path: Path) -> None:
     assert conv["max_r_hat"].notna().all()
     fig = R.plot_convergence(router)
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 2
-    # a saved NUTS router is re-diagnosed from its draws (its table is not saved)
+    # a saved (compact, thinned) NUTS router keeps the diagnostics of every fitted draw
     loaded = IRTRouter.load(router.save(tmp_path / "nuts"))
     drop_time = re.compile(r"[\d.]+ s\b")
     assert drop_time.sub("", R.convergence_verdict(loaded)) == drop_time.sub("", verdict)

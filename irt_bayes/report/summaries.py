@@ -605,6 +605,8 @@ def convergence_table(router: IRTRouter) -> pd.DataFrame:
     from irt_bayes.inference import diagnose
 
     router = _as_router(router)
+    if not router.diagnostics_.variables.empty:
+        return router.diagnostics_.variables  # NUTS: of every fitted draw, not the thinned
     with _quiet_arviz():  # single-chain R-hat and small-ESS notices
         return diagnose(router.idata_, method=router.diagnostics_.method).variables
 
@@ -612,8 +614,10 @@ def convergence_table(router: IRTRouter) -> pd.DataFrame:
 def convergence_verdict(router: IRTRouter) -> str:
     """One line saying whether the posterior can be trusted.
 
-    NUTS fits are re-diagnosed from the saved draws (R-hat, ESS of the abilities,
-    divergences); ADVI fits report the ELBO convergence recorded at fit time.
+    NUTS fits report R-hat, ESS and divergences of every fitted draw (recorded at fit
+    time and saved with the router, so a compact router's thinned draws do not
+    understate the ESS; re-diagnosed from the draws when a router lacks them); ADVI
+    fits report the ELBO convergence recorded at fit time.
 
     Parameters
     ----------
@@ -637,7 +641,7 @@ def convergence_verdict(router: IRTRouter) -> str:
 
     router = _as_router(router)
     diag = router.diagnostics_
-    if diag.method == "nuts":
+    if diag.method == "nuts" and diag.variables.empty:
         with _quiet_arviz():
             diag = diagnose(router.idata_, method="nuts", seconds=diag.seconds)
     return diag.verdict()
