@@ -284,8 +284,6 @@ def route_parquet(
         raise DataError("no such file or folder", source=str(log))
     router = IRTRouter.load(router_path, progress=False)  # fails here, not on a worker
     cols = _log_columns(log, is_precomputed(router.encoder_id_))
-    if "embedding" not in cols and is_precomputed(router.encoder_id_):
-        raise DataError("the log has no 'embedding' column", source=str(log))
     cluster = None
     if scheduler is None:
         workers = n_workers or os.cpu_count() or 1

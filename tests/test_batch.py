@@ -100,6 +100,7 @@ def test_thompson_partitions_draw_their_own_seeds_and_reruns_agree(batch_router,
         ("wrong dimension", "column 'embedding': query_id 'p0-0' has 8 values"),
         ("budget", "--budget needs the whole batch"),
         ("not parquet", "not a readable Parquet log"),
+        ("texts for precomputed embeddings", "the log needs an 'embedding' column"),
     ],
 )
 def test_bad_batch_input_is_one_line_and_writes_nothing(
@@ -115,9 +116,12 @@ def test_bad_batch_input_is_one_line_and_writes_nothing(
     elif case == "budget":
         log, _ = _log(tmp_path / "log.parquet", parts=1)
         extra = ["--budget", "1"]
-    else:
+    elif case == "not parquet":
         log = tmp_path / "log.parquet"
         log.write_text("query_id,query\na,b\n")
+    else:
+        log = tmp_path / "log.parquet"
+        pd.DataFrame({"query_id": ["a"], "query": ["What is 2 + 2?"]}).to_parquet(log)
     out = tmp_path / "d.parquet"
     code = main(
         [
