@@ -38,10 +38,8 @@ import pandas as pd
 
 from irt_bayes.checks import (
     PredictiveCheck,
-    check_groups,
     pointwise_log_loss,
     predictive_check,
-    weighted_draw_sums,
 )
 from irt_bayes.data import ResponseData
 from irt_bayes.spec import ModelSpec, load_spec
@@ -188,7 +186,7 @@ def _difference(
 
 def _heldout_summaries(
     sub: Any,
-    queries: pd.DataFrame,
+    hold: ResponseData,
     embeddings: np.ndarray,
     llms: list[str],
     weight: np.ndarray,
@@ -196,22 +194,20 @@ def _heldout_summaries(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n, J) posterior mean and the check's (G, S, J) draw sums of the held-out queries.
 
-    Block by block within the router's memory budget: the (S, n, J) draws are never held
-    whole (1.6 GB for 2,000 held-out queries x 100 LLMs). LLMs the sub-fit lacks are NaN.
+    Reduced block by block as ``evaluate`` does (the (S, n, J) draws, 1.6 GB for 2,000
+    held-out queries x 100 LLMs, are never held whole), from the text alone; columns
+    in ``llms`` order, NaN for LLMs the sub-fit lacks.
     """
-    pred = sub.predictive(queries, embeddings=embeddings)
+    from irt_bayes.evaluation import _router_scores
+
     col = pd.Index(llms).get_indexer([str(m) for m in sub.llms_])
-    groups = check_groups(pred.n_queries, datasets)
-    mean = np.full((pred.n_queries, len(llms)), np.nan)
-    sums = np.zeros((len(groups), pred.n_draws, len(llms)))
-    plan = pred.plan(sub.memory_budget, cell=8 * (1 + len(groups)) * pred.n_draws)
-    for rows, block_llms, p in pred.blocks(plan):
-        cols = col[block_llms]
-        mean[rows, cols] = p.mean(axis=0)
-        sums[:, :, cols] += weighted_draw_sums(
-            p, weight[rows][:, cols], [(g, sel[rows]) for g, sel in groups]
-        )
-        del p  # before the next block is made
+    m, _, s = _router_scores(
+        sub, hold, weight[:, col], datasets, None, False, "expected-utility", 0.5, embeddings
+    )
+    mean = np.full((m.shape[0], len(llms)), np.nan)
+    mean[:, col] = m
+    sums = np.zeros((*s.shape[:2], len(llms)))
+    sums[:, :, col] = s
     return mean, sums
 
 
@@ -268,7 +264,6 @@ def choose_model(
     emb_hold = emb[pos.get_indexer(hold.query_ids)]
     llms = list(data.llms)
     score, weight = response_grid(hold, llms)
-    hold_q = hold.queries.drop(columns=[c for c in ("dataset", "split") if c in hold.queries])
     true_ds = hold.queries["dataset"].astype(str).to_numpy() if hold.has_dataset else None
 
     candidates = _candidates(router, data) if auto else [(router.model, router.domains)]
@@ -285,7 +280,7 @@ def choose_model(
         sub._encoder = getattr(router, "_encoder", None)
         sub._fit_core(spec, fit, emb_fit, groups)
         sub.encoder_id_ = "precomputed"
-        mean, sums = _heldout_summaries(sub, hold_q, emb_hold, llms, weight, true_ds)
+        mean, sums = _heldout_summaries(sub, hold, emb_hold, llms, weight, true_ds)
         w = np.where(np.isnan(mean), 0.0, weight)
         mean = np.nan_to_num(mean, nan=0.5)
         chk = predictive_check(mean, score, w, llms, true_ds, draw_sums=sums)

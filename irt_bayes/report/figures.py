@@ -28,8 +28,7 @@ from irt_bayes.report.posterior import (
     _ability_grid,
     _as_router,
     _free_discrimination,
-    _guessing,
-    _item_draws,
+    _items,
     _observations,
     _query_datasets,
     _query_ids,
@@ -432,13 +431,14 @@ def plot_icc(
     router = _as_router(router)
     ids = _query_ids(router)
     pos = pd.Index(ids)
-    b_all = _item_draws(router, "difficulty")
+    items = _items(router)
+    b_all = items["b"]
     if query_ids is None:
         bm = b_all.mean(axis=0)
         order = np.argsort(bm)
         picks = [int(order[round(f * (len(order) - 1))]) for f in (0.1, 0.5, 0.9)]
         if _free_discrimination(router):
-            a_m = np.linalg.norm(_item_draws(router, "discrimination"), axis=2)
+            a_m = np.linalg.norm(items["a"], axis=2)
             # the most discriminating query not picked yet
             extra = [int(i) for i in np.argsort(-a_m.mean(axis=0))[:4] if int(i) not in picks]
         else:
@@ -451,7 +451,7 @@ def plot_icc(
             raise IrtBayesError(f"query {unknown[0]!r} is not a training query of this router")
     sidx = sample_index(router.idata_, n_draws)
     has_a = _free_discrimination(router)
-    a_all = _item_draws(router, "discrimination") if has_a else None
+    a_all = items["a"] if has_a else None
     texts = _query_texts(router, data)
     ds = _query_datasets(router)
     disp = None if texts is None else _display_texts(texts, ds)
@@ -461,7 +461,7 @@ def plot_icc(
     ability = np.concatenate(
         [ab[:, picks, :] for ab, _ in _ability_grid(router, sample_index(router.idata_, None))]
     )
-    guess = _guessing(router)
+    guess = items.get("c")
     has_offsets = has(router.components_, "dataset_offsets")
     ncols = 2 if len(picks) > 1 else 1
     nrows = int(np.ceil(len(picks) / ncols))

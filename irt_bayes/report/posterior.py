@@ -24,7 +24,6 @@ from irt_bayes.components import (
     Inputs,
     Pairs,
     contributions,
-    has,
     item_quantities,
     probability,
 )
@@ -62,19 +61,16 @@ def _as_data(data: DataLike) -> ResponseData | None:
     return load_responses(*data)
 
 
-_ITEM_KEYS = {"difficulty": "b", "discrimination": "a", "guessing": "c"}
+def _items(router: IRTRouter) -> dict[str, np.ndarray]:
+    """Every posterior draw of the training queries' item parameters, chains stacked.
 
-
-def _item_draws(router: IRTRouter, name: str) -> np.ndarray | None:
-    """Every posterior draw of a training item parameter, chains stacked.
-
-    ``difficulty`` (sample, query), ``discrimination`` (sample, query, skill) or
-    ``guessing`` (sample, query; None without a guessing term), computed by the
-    model's components (a compact router does not store them).
+    ``b`` (difficulty, (sample, query)), ``a`` (discrimination, (sample, query, skill))
+    and, with a guessing term, ``c``: computed by the model's components (a compact
+    router does not store them), once per call; take every key needed from one call.
     """
     comps = router.components_
     draws = extract_draws(router.idata_, comps, sample_index(router.idata_, None))
-    return item_quantities(comps, draws, _training_inputs(router), NUMPY).get(_ITEM_KEYS[name])
+    return item_quantities(comps, draws, _training_inputs(router), NUMPY)
 
 
 @contextlib.contextmanager
@@ -119,11 +115,6 @@ def _group_means(labels: np.ndarray, groups: list[str]) -> np.ndarray:
 def _free_discrimination(router: IRTRouter) -> bool:
     """Whether queries have their own discrimination (2PL / MIRT), from the spec."""
     return router.spec_.discrimination == "free"
-
-
-def _guessing(router: IRTRouter) -> np.ndarray | None:
-    """(sample, query) lower asymptote of each training query, None without guessing."""
-    return _item_draws(router, "guessing") if has(router.components_, "guessing") else None
 
 
 def _training_inputs(router: IRTRouter) -> Inputs:

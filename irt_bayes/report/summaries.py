@@ -21,8 +21,7 @@ from irt_bayes.report.posterior import (
     _as_router,
     _free_discrimination,
     _group_means,
-    _guessing,
-    _item_draws,
+    _items,
     _observations,
     _p_grid,
     _p_observed,
@@ -419,7 +418,8 @@ def query_table(
     ids = _query_ids(router)
     ds = _query_datasets(router)
     o = _observations(router)
-    b = _item_draws(router, "difficulty")
+    items = _items(router)
+    b = items["b"]
     interval = hdi(b, hdi_prob)
     n = np.bincount(o["qi"], minlength=len(ids))
     score_sum = np.bincount(o["qi"], weights=o["score"], minlength=len(ids))
@@ -432,12 +432,12 @@ def query_table(
             "difficulty_sd": b.std(axis=0),
             "difficulty_low": interval[:, 0],
             "difficulty_high": interval[:, 1],
-            "p_average": response(-b, _guessing(router), NUMPY).mean(axis=0),
+            "p_average": response(-b, items.get("c"), NUMPY).mean(axis=0),
         },
         index=pd.Index(ids, name="query_id"),
     )
     if _free_discrimination(router):
-        a = _item_draws(router, "discrimination")
+        a = items["a"]
         skills = _skills(router)
         out["discrimination"] = np.linalg.norm(a, axis=2).mean(axis=0)
         if len(skills) > 1:
@@ -517,7 +517,7 @@ def skill_loadings(router: IRTRouter) -> pd.DataFrame:
     if not _free_discrimination(router):
         return pd.DataFrame()
     skills = _skills(router)
-    a = _item_draws(router, "discrimination").mean(axis=0)  # (Q, K)
+    a = _items(router)["a"].mean(axis=0)  # (Q, K)
     df = pd.DataFrame(a, columns=skills)
     df["dataset"] = _query_datasets(router)
     out = df.groupby("dataset", sort=False)[skills].mean()
@@ -558,7 +558,7 @@ def skill_top_queries(router: IRTRouter, n: int = 5, *, data: DataLike = None) -
     if not _free_discrimination(router):
         return pd.DataFrame(columns=["skill", "query_id", "dataset", "loading", "share", "display"])
     skills = _skills(router)
-    a = _item_draws(router, "discrimination").mean(axis=0)
+    a = _items(router)["a"].mean(axis=0)
     share = a / a.sum(axis=1, keepdims=True)
     ids = _query_ids(router)
     ds = _query_datasets(router)
