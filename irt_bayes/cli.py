@@ -554,6 +554,61 @@ def _utility_line(args: argparse.Namespace, multiplier: float) -> str:
     return text + f"\nbudget ${args.budget:g}: {raised} to keep the batch within it"
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the routing service until interrupted."""
+    from irt_bayes.backends import load_backends
+    from irt_bayes.service import ServiceSettings, is_loopback, serve
+
+    api_key = args.api_key or os.environ.get("IRT_BAYES_API_KEY") or None
+    if not is_loopback(args.host) and not api_key:  # before the router is loaded
+        raise IrtBayesError(
+            f"--host {args.host} is reachable from other machines: pass --api-key (or set "
+            "IRT_BAYES_API_KEY) so that requests must carry it"
+        )
+    router = _load_router(args.router, args.quiet)
+    backends = load_backends(args.backends, router.llms_) if args.backends else {}
+    settings = ServiceSettings(
+        willingness_to_pay=args.willingness_to_pay,
+        alpha=args.alpha,
+        policy=args.policy,
+        forgetting=args.forgetting,
+        api_key=api_key,
+        backends=backends,
+    )
+    _say(
+        f"serving {len(router.llms_)} LLMs ({len(backends)} with a backend) on "
+        f"http://{args.host}:{args.port}, state in {args.state}"
+    )
+    serve(router, host=args.host, port=args.port, state=args.state, settings=settings)
+    return 0
+
+
+def cmd_refit(args: argparse.Namespace) -> int:
+    """Fit the router's model again on its training data and the stored feedback."""
+    import pandas as pd
+    from sklearn.base import clone
+
+    from irt_bayes.data import load_responses
+    from irt_bayes.online import feedback_responses
+    from irt_bayes.store import StateStore
+
+    check_output_dir(args.out, "router", force=args.force)
+    router = _load_router(args.router, args.quiet)
+    data = load_responses(*args.data, allow_pickle=args.trust_pickle)
+    fb = feedback_responses(router, StateStore(args.state), data)
+    if fb.empty:
+        raise IrtBayesError(f"--state {args.state} holds no feedback to refit on")
+    frame = pd.concat([data.responses, fb], ignore_index=True)
+    new = clone(router).set_params(progress=not args.quiet, method=args.method, seed=args.seed)
+    _say(f"refitting on {data!r} and {len(fb)} feedback rows")
+    new.fit(frame)
+    _say(new.diagnostics_.verdict())
+    new.save(args.out, force=args.force, full_posterior=args.full_posterior)
+    _say(_table(new.abilities()))
+    _say(f"saved router to {args.out}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Sweep the cost trade-off on held-out responses and report the metrics."""
     from irt_bayes.data import load_responses
@@ -890,6 +945,77 @@ def build_parser() -> argparse.ArgumentParser:
         help="information criterion: PSIS-LOO, or WAIC",
     )
     _add_safety(c, reads=False)
+
+    sv = _command(sub, "serve", "run the OpenAI-compatible routing service (HTTP)", cmd_serve)
+    sv.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sv.add_argument("--port", type=_integer(1, 65535), default=8000, help="TCP port")
+    sv.add_argument(
+        "--state",
+        default="irt-bayes-state",
+        metavar="DIR|URL",
+        help="decision log and feedback: a folder (SQLite, WAL) or a postgresql:// URL "
+        "that replicas share",
+    )
+    sv.add_argument(
+        "--backends",
+        metavar="FILE",
+        help="TOML file of OpenAI-compatible endpoints per LLM, for /v1/chat/completions",
+    )
+    sv_u = sv.add_mutually_exclusive_group()
+    sv_u.add_argument(
+        "--willingness-to-pay",
+        type=_number(0.0),
+        metavar="X",
+        help="default cost weight per USD of requests that give none",
+    )
+    sv_u.add_argument(
+        "--alpha",
+        type=_number(0.0, 1.0),
+        help="default IRT-Router trade-off of requests that give none",
+    )
+    sv.add_argument(
+        "--policy",
+        default="expected-utility",
+        choices=["expected-utility", "risk-averse", "prob-best", "thompson"],
+        help="default routing policy",
+    )
+    sv.add_argument(
+        "--forgetting",
+        type=_number(0.0, 1.0, lo_open=True),
+        default=1.0,
+        help="forgetting factor of the online update per outcome, in (0, 1]; below 1 "
+        "old outcomes fade (drift)",
+    )
+    sv.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="bearer token every request must carry (default: $IRT_BAYES_API_KEY); "
+        "required with a --host other machines can reach",
+    )
+    sv.add_argument("--quiet", action="store_true", help=QUIET_HELP)
+
+    rf = _command(
+        sub,
+        "refit",
+        "fit the router again on its training data and the stored feedback",
+        cmd_refit,
+    )
+    rf.add_argument("router", metavar="ROUTER", help="a router folder written by fit")
+    rf.add_argument(
+        "--state", required=True, metavar="DIR|URL", help="the state of 'irt-bayes serve'"
+    )
+    rf.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="DATA",
+        help="the response files the router was fitted on (a router does not keep them)",
+    )
+    rf.add_argument("--out", required=True, metavar="ROUTER2", help="folder to save the router to")
+    _add_fit_options(rf)
+    _add_safety(rf)
+    _add_full_posterior(rf)
 
     ro = _command(sub, "route", "choose an LLM per query by its policy's utility", cmd_route)
     ro.add_argument("router", metavar="ROUTER", help="a router folder written by fit")

@@ -66,6 +66,7 @@ import xarray as xr
 from scipy.special import expit
 
 from irt_bayes.components import NUMPY, Component, Grid, Inputs, linear_predictor, log_likelihood
+from irt_bayes.components.base import Structure
 from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.predict import NewQueryPredictive, extract_draws, sample_index
@@ -82,7 +83,11 @@ __all__ = [
     "add_llms",
     "fit_new_llm",
     "prior_draws",
+    "prior_sd",
     "llm_blocks",
+    "llm_values",
+    "query_design",
+    "structure_with",
     "llm_design",
     "suggest_labels",
     "suggest_probes",
@@ -130,7 +135,7 @@ def llm_blocks(components: list[Component], draws: Mapping[str, np.ndarray]) -> 
     return out
 
 
-def _prior_sd(blocks: list[LLMBlock], draws: Mapping[str, np.ndarray]) -> np.ndarray:
+def prior_sd(blocks: list[LLMBlock], draws: Mapping[str, np.ndarray]) -> np.ndarray:
     """(S, P) population scale of each entry of ``phi`` per draw.
 
     The larger of the model's scale and the spread of the pool's own values in that
@@ -164,6 +169,15 @@ def _set_llms(
         out[b.name] = np.moveaxis(part, 1, 1 + b.axis)
         start += b.size
     return out
+
+
+def llm_values(values: Mapping[str, np.ndarray], blocks: list[LLMBlock]) -> np.ndarray:
+    """(S, J, P) stacked per-LLM values: the inverse of :func:`_set_llms`."""
+    parts = []
+    for b in blocks:
+        v = np.moveaxis(np.asarray(values[b.name], dtype=float), 1 + b.axis, 1)
+        parts.append(v.reshape(v.shape[0], v.shape[1], -1))
+    return np.concatenate(parts, axis=2)
 
 
 def llm_design(
@@ -397,6 +411,7 @@ def _new_values(
     draws: Mapping[str, np.ndarray],
     queries: pd.DataFrame,
     embeddings: np.ndarray | EmbeddingTable | None,
+    first_row: int = 0,
 ) -> tuple[dict[str, np.ndarray], Inputs]:
     """Values and inputs of queries the router never saw: the new-query predictive."""
     emb = router._query_embeddings(queries, embeddings)
@@ -410,19 +425,26 @@ def _new_values(
         probs,
         residuals=router.residuals,
         seed=router.seed,
+        first_row=first_row,
     )
     values, dataset = pred.query_values(slice(None))
     return values, Inputs(pred.features, dataset, sample_ndim=1)
 
 
-def _query_design(
+def query_design(
     router: IRTRouter,
     draws: Mapping[str, np.ndarray],
     blocks: list[LLMBlock],
     queries: pd.DataFrame,
     embeddings: np.ndarray | EmbeddingTable | None = None,
+    first_row: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """``o, z, c`` of ``queries`` (training ones by id, new ones by text) and which were new."""
+    """``o, z, c`` of ``queries`` (training ones by id, new ones by text) and which were new.
+
+    The i-th new query draws its latent values as row ``first_row + i`` of a batch
+    (:class:`~irt_bayes.predict.NewQueryPredictive`), so queries designed in parts get
+    the designs they would get together.
+    """
     comps = router.components_
     pos = _training_positions(router, queries["query_id"].tolist())
     new = pos < 0
@@ -439,6 +461,7 @@ def _query_design(
                 draws,
                 queries[m].reset_index(drop=True),
                 embeddings[m] if isinstance(embeddings, np.ndarray) else embeddings,
+                first_row,
             ),
         ),
     ):
@@ -561,9 +584,9 @@ def add_llms(
         if embeddings is None or hasattr(embeddings, "lookup")
         else np.asarray(embeddings)
     )
-    o, z, c, is_new = _query_design(router, draws, blocks, q, emb)
+    o, z, c, is_new = query_design(router, draws, blocks, q, emb)
     qpos = pd.Series(np.arange(len(q)), index=q["query_id"].astype(str))
-    sd = _prior_sd(blocks, draws)
+    sd = prior_sd(blocks, draws)
     rng = np.random.default_rng(router.seed if seed is None else seed)
     values = dict(draws)
     llms = list(router.llms_)
@@ -682,7 +705,18 @@ def _with_llms(
         prices[m] = v
     prices.index.name = "llm"
     out.prices_ = prices
-    s = router.structure_
+    out.structure_ = structure_with(router.structure_, llms)
+    prev = getattr(router, "onboarded_", None)
+    if prev is not None:  # a replaced LLM keeps only its latest onboarding
+        prev = prev[~prev["llm"].isin(onboarded["llm"])]
+        onboarded = pd.concat([prev, onboarded], ignore_index=True)
+    out.onboarded_ = onboarded
+    out._draws = None
+    return out
+
+
+def structure_with(s: Structure, llms: Sequence[str]) -> Structure:
+    """The data's structure with the pool ``llms`` (the old LLMs first, in order)."""
     group_idx = s.group_idx
     if s.groups is not None and group_idx is not None:
         # a new LLM's ability had the population prior, not its group's: a group of its own
@@ -695,14 +729,7 @@ def _with_llms(
             groups.append(label)
             group_idx.append(len(groups) - 1)
         s = dataclasses.replace(s, groups=groups)
-    out.structure_ = dataclasses.replace(s, llms=list(llms), group_idx=group_idx)
-    prev = getattr(router, "onboarded_", None)
-    if prev is not None:  # a replaced LLM keeps only its latest onboarding
-        prev = prev[~prev["llm"].isin(onboarded["llm"])]
-        onboarded = pd.concat([prev, onboarded], ignore_index=True)
-    out.onboarded_ = onboarded
-    out._draws = None
-    return out
+    return dataclasses.replace(s, llms=list(llms), group_idx=group_idx)
 
 
 def training_accuracy(router: IRTRouter, llms: Sequence[str] | None = None) -> pd.Series:
@@ -778,7 +805,7 @@ def suggest_probes(
     idx = sample_index(router.idata_, draws)
     dr = extract_draws(router.idata_, comps, idx)
     blocks = llm_blocks(comps, dr)
-    sd = _prior_sd(blocks, dr)
+    sd = prior_sd(blocks, dr)
     ab = _ability_columns(blocks)
     Q = len(router.train_queries_)
     taken = np.zeros(Q, dtype=bool)
@@ -791,7 +818,7 @@ def suggest_probes(
                 source=data.source,
             )
         q = data.queries.reset_index(drop=True)
-        o, z, c, _ = _query_design(router, dr, blocks, q)
+        o, z, c, _ = query_design(router, dr, blocks, q)
         rows = data.responses.set_index("query_id").loc[q["query_id"]]
         y, nn = _outcomes(router, rows, data.source)
         phi, H = fit_new_llm(o, z, c, y, nn, sd, rng)

@@ -21,12 +21,12 @@ from irt_bayes.components import NUMPY, Grid, linear_predictor
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.inference import ConvergenceWarning
 from irt_bayes.onboarding import (
-    _prior_sd,
     _set_llms,
     _training_values,
     fit_new_llm,
     llm_blocks,
     llm_design,
+    prior_sd,
     training_accuracy,
 )
 
@@ -107,7 +107,7 @@ def _simulated_errors(router: IRTRouter, strategy: str, n: int, n_llms: int) -> 
     blocks = llm_blocks(comps, dr)
     values, inp = _training_values(router, dr, np.arange(len(router.train_queries_)))
     o, z, _ = llm_design(comps, values, inp, blocks)
-    sd = _prior_sd(blocks, dr)
+    sd = prior_sd(blocks, dr)
     ids = router.train_queries_["query_id"].astype(str).to_numpy()
     rng = np.random.default_rng(1)
     errors = []

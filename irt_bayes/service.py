@@ -1,0 +1,721 @@
+"""``irt-bayes serve``: an OpenAI-compatible routing service with online updating.
+
+Endpoints (JSON; errors are ``{"error": "<one line>"}``)
+-------------------------------------------------------
+``GET /health``
+    200 once the router, the encoder and the stored feedback are loaded.
+``POST /v1/route``
+    ``{"query": str}`` or ``{"queries": [str, ...]}`` with ``willingness_to_pay`` or
+    ``alpha`` (or the server's default), optional ``policy``, ``quantile``, ``budget``,
+    ``llms``: per query a ``decision_id``, the chosen ``llm``, its
+    ``expected_accuracy`` (mean, sd, 94% interval), ``expected_cost``, ``utility``,
+    ``propensity`` and every alternative with the same fields.
+``POST /v1/chat/completions``
+    OpenAI's request; ``model`` is ``"irt-bayes"`` (server defaults) or, e.g.,
+    ``"irt-bayes:wtp=50"``, ``"irt-bayes:alpha=0.8,policy=thompson"``. The last user
+    message is routed among the LLMs of ``--backends`` and the request forwarded to the
+    chosen one (streaming passes through). The response carries the decision in
+    ``irt_bayes`` and in the headers ``x-irt-bayes-decision-id``, ``x-irt-bayes-llm``.
+``POST /v1/feedback``
+    ``{"decision_id", "score"}`` or ``{"query", "llm", "score"}``; committed to the
+    state store before the 2xx (``StateStore``), then folded into the online posterior.
+``GET /v1/models``, ``GET /v1/stats``, ``GET /metrics`` (Prometheus text format).
+
+How a request is served
+-----------------------
+Route requests wait in one queue; a single thread takes everything waiting, encodes
+the texts in one call and draws their predictive together (:class:`Batcher`), so under
+load the encoder sees batches, not single texts. The decisions are logged with their
+propensity (the probability that the policy picks that LLM: 1 for the deterministic
+policies, the posterior probability of having the best utility for ``thompson``)
+before the response is sent.
+
+Feedback is written to the store; one thread tails the store in commit order and folds
+new rows into :class:`~irt_bayes.online.OnlinePosterior` (its module docstring has the
+rule), so feedback sent to any replica reaches every replica sharing a PostgreSQL store,
+and a restart replays the stored feedback to the same posterior before it is healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import json
+import math
+import queue
+import secrets
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from irt_bayes.backends import Backend
+from irt_bayes.errors import DataError, IrtBayesError
+from irt_bayes.online import OnlinePosterior
+from irt_bayes.routing import POLICIES, route
+from irt_bayes.store import StateStore
+
+__all__ = ["ServiceSettings", "create_app", "serve", "is_loopback", "MAX_BODY", "MAX_QUERIES"]
+
+MAX_BODY = 1 << 20
+"""Largest request body accepted (bytes)."""
+MAX_QUERIES = 256
+"""Most queries in one ``/v1/route`` request."""
+MAX_BATCH = 512
+"""Most texts the batching thread encodes in one call."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServiceSettings:
+    """Options of ``irt-bayes serve``.
+
+    Parameters
+    ----------
+    willingness_to_pay, alpha : float, optional
+        Default utility of requests that give neither (at most one).
+    policy : str
+        Default policy (:data:`~irt_bayes.routing.POLICIES`).
+    forgetting : float
+        Forgetting factor of the online update (1: none).
+    api_key : str, optional
+        Bearer token every request but ``/health`` must carry.
+    poll_s : float
+        How often the feedback tail looks for rows other replicas wrote.
+    """
+
+    willingness_to_pay: float | None = None
+    alpha: float | None = None
+    policy: str = "expected-utility"
+    forgetting: float = 1.0
+    api_key: str | None = None
+    poll_s: float = 0.5
+    backends: dict[str, Backend] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------- batching
+class Batcher:
+    """One thread that encodes and predicts the queries of every waiting request at once."""
+
+    def __init__(self, online: OnlinePosterior) -> None:
+        self.online = online
+        self._queue: queue.Queue[tuple[str, list[str], Future]] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="irt-bayes-batcher", daemon=True)
+        self.batches = 0
+        self._thread.start()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of ``texts`` (the encoder runs on the batching thread only)."""
+        return self._submit("embed", texts)
+
+    def predict(self, texts: list[str]) -> tuple[np.ndarray, Any, Any]:
+        """Embeddings, (draw, query, llm) P(correct) draws and the router view used."""
+        return self._submit("predict", texts)
+
+    def _submit(self, kind: str, texts: list[str]) -> Any:
+        fut: Future = Future()
+        self._queue.put((kind, texts, fut))
+        return fut.result()
+
+    def _run(self) -> None:
+        while True:
+            jobs = [self._queue.get()]
+            n = len(jobs[0][1])
+            while n < MAX_BATCH:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                jobs.append(job)
+                n += len(job[1])
+            try:
+                self._serve(jobs)
+            except BaseException as err:  # noqa: BLE001 - handed to the waiting requests
+                for *_, fut in jobs:
+                    if not fut.done():
+                        fut.set_exception(err)
+
+    def _serve(self, jobs: list[tuple[str, list[str], Future]]) -> None:
+        self.batches += 1
+        view = self.online.router_
+        texts = [t for _, ts, _ in jobs for t in ts]
+        emb = view._embed(texts, None)
+        wants = [k == "predict" for k, _, _ in jobs]
+        draws = None
+        if any(wants):
+            rows = np.concatenate(
+                [np.full(len(ts), w) for (_, ts, _), w in zip(jobs, wants, strict=True)]
+            )
+            sel = np.flatnonzero(rows)
+            q = pd.DataFrame({"query_id": [f"b{i}" for i in sel], "query": [texts[i] for i in sel]})
+            draws = view.predict_proba(q, embeddings=emb[sel])
+        start = pstart = 0
+        for (_kind, ts, fut), want in zip(jobs, wants, strict=True):
+            e = emb[start : start + len(ts)]
+            start += len(ts)
+            if want:
+                d = draws.isel(query=slice(pstart, pstart + len(ts)))
+                pstart += len(ts)
+                fut.set_result((e, d, view))
+            else:
+                fut.set_result(e)
+
+
+# -------------------------------------------------------------------------- state
+class Service:
+    """The router, its online posterior, the store and the batching thread."""
+
+    def __init__(self, router, store: StateStore, settings: ServiceSettings) -> None:  # noqa: ANN001
+        if str(getattr(router, "encoder_id_", "")).startswith("precomputed"):
+            raise IrtBayesError(
+                "this router was fitted on precomputed embeddings; a service must embed "
+                "query texts, so fit it with a text encoder"
+            )
+        self.settings = settings
+        self.store = store
+        self.online = OnlinePosterior(router, forgetting=settings.forgetting)
+        self.last_seq = 0
+        self.skipped = 0
+        self.started = time.time()
+        self.batcher = Batcher(self.online)
+        self.batcher.predict(["warm up the encoder and the predictive"])
+        self.catch_up()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._tail = threading.Thread(
+            target=self._tail_loop, name="irt-bayes-feedback", daemon=True
+        )
+        self._tail.start()
+
+    def catch_up(self, chunk: int = 2000) -> int:
+        """Fold every stored feedback row not yet seen into the posterior, in order."""
+        done = 0
+        while True:
+            rows = self.store.feedback_since(self.last_seq, limit=chunk)
+            if rows.empty:
+                return done
+            known = rows["llm"].isin(self.online.llms).to_numpy()
+            self.skipped += int((~known).sum())
+            part = rows[known].reset_index(drop=True)
+            # runs of consecutive seq: row seq draws its query's values as row seq of
+            # one long stream, however the rows were batched when they arrived
+            run = (part["seq"].diff() != 1).cumsum()
+            for _, r in part.groupby(run, sort=False):
+                q = pd.DataFrame(
+                    {"query_id": [f"feedback-{s}" for s in r["seq"]], "query": r["query"]}
+                )
+                obs = self.online.observations(
+                    q,
+                    r["llm"].tolist(),
+                    r["score"].tolist(),
+                    embeddings=np.stack(r["embedding"].to_list()),
+                    first_row=int(r["seq"].iloc[0]),
+                )
+                self.online.update(obs)
+            self.last_seq = int(rows["seq"].iloc[-1])
+            done += len(rows)
+
+    def _tail_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.poll_s)
+            self._wake.clear()
+            try:
+                self.catch_up()
+            except Exception as err:  # noqa: BLE001 - a bad row must not stop the service
+                warnings.warn(f"online update failed: {err}", stacklevel=1)
+
+    def stop(self) -> None:
+        """Stop the feedback tail."""
+        self._stop.set()
+        self._wake.set()
+
+    # ------------------------------------------------------------------ routing
+    def prices(self, view) -> pd.Series:  # noqa: ANN001
+        """USD per query of each LLM: the backend's price where given, else the router's."""
+        p = view.prices_.copy()
+        for name, b in self.settings.backends.items():
+            if b.price is not None and name in p.index:
+                p[name] = b.price
+        return p
+
+    def decide(
+        self,
+        texts: list[str],
+        *,
+        willingness_to_pay: float | None,
+        alpha: float | None,
+        policy: str | None,
+        quantile: float = 0.1,
+        budget: float | None = None,
+        llms: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Route ``texts``, log the decisions, and return them with their alternatives."""
+        s = self.settings
+        if willingness_to_pay is None and alpha is None:
+            willingness_to_pay, alpha = s.willingness_to_pay, s.alpha
+        if willingness_to_pay is None and alpha is None:
+            raise DataError(
+                "give willingness_to_pay (USD) or alpha (0..1): the server has no default"
+            )
+        if willingness_to_pay is not None and alpha is not None:
+            raise DataError("give willingness_to_pay or alpha, not both")
+        policy = policy or s.policy
+        emb, draws, view = self.batcher.predict(texts)
+        pool = list(view.llms_)
+        if llms is not None:
+            unknown = [m for m in llms if m not in pool]
+            if unknown:
+                raise DataError(f"unknown LLM {unknown[0]!r}; the pool is {pool}")
+            draws = draws.sel(llm=list(dict.fromkeys(llms)))
+        prices = self.prices(view).reindex([str(m) for m in draws["llm"].to_numpy()])
+        if prices.isna().any():
+            raise DataError(f"no price for LLM {prices.index[prices.isna()][0]!r}")
+        seed = secrets.randbits(32)
+        res = route(
+            view,
+            pd.DataFrame({"query_id": draws["query"].to_numpy(), "query": texts}),
+            costs=prices,
+            willingness_to_pay=willingness_to_pay,
+            alpha=alpha,
+            policy=policy,
+            quantile=quantile,
+            budget=budget,
+            seed=seed,
+            draws=draws,
+        )
+        settings = {
+            "willingness_to_pay": willingness_to_pay,
+            "alpha": alpha,
+            "policy": policy,
+            "quantile": quantile,
+            "budget": budget,
+            "llms": list(draws["llm"].to_numpy().astype(str)),
+            "seed": seed,
+            "online_updates": self.online.n_updates_,
+        }
+        out, rows = [], []
+        table = res.table
+        for i, qid in enumerate(draws["query"].to_numpy()):
+            t = table[table["query_id"] == qid]
+            alts = [_option(r) for r in t.itertuples(index=False)]
+            chosen = t[t["chosen"].astype(bool)].iloc[0]
+            propensity = float(chosen["prob_best"]) if policy == "thompson" else 1.0
+            did = uuid.uuid4().hex
+            best = _option(next(t[t["chosen"].astype(bool)].itertuples(index=False)))
+            out.append({"decision_id": did, **best, "propensity": propensity, "alternatives": alts})
+            rows.append(
+                {
+                    "decision_id": did,
+                    "query": texts[i],
+                    "embedding": emb[i],
+                    "llm": best["llm"],
+                    "policy": policy,
+                    "propensity": propensity,
+                    "expected_accuracy": best["expected_accuracy"]["mean"],
+                    "expected_cost": best["expected_cost"],
+                    "settings": settings,
+                }
+            )
+        self.store.log_decisions(rows)
+        return out
+
+    def feedback(
+        self,
+        score: float,
+        decision_id: str | None = None,
+        query: str | None = None,
+        llm: str | None = None,
+    ) -> int:
+        """Commit one outcome; returns its ``seq`` once it is in the store."""
+        if decision_id is not None:
+            d = self.store.decision(decision_id)
+            if d is None:
+                raise LookupError(f"no decision {decision_id!r} was made by this service")
+            if llm is not None and llm != d["llm"]:
+                raise DataError(f"decision {decision_id!r} chose {d['llm']!r}, not {llm!r}")
+            row = {"decision_id": decision_id, "query": d["query"], "embedding": d["embedding"]}
+            row["llm"] = d["llm"]
+        else:
+            if llm not in self.online.llms:
+                raise DataError(f"unknown LLM {llm!r}; the pool is {self.online.llms}")
+            row = {"query": query, "embedding": self.batcher.embed([query])[0], "llm": llm}
+        (seq,) = self.store.add_feedback([{**row, "score": score}])
+        self._wake.set()
+        return seq
+
+    def models(self) -> dict[str, Any]:
+        """The pool with prices and ability summaries (OpenAI's list format)."""
+        view = self.online.router_
+        ab = self.online.abilities()
+        prices = self.prices(view)
+        data = [{"id": "irt-bayes", "object": "model", "owned_by": "irt-bayes", "router": True}]
+        for m in view.llms_:
+            a = ab[ab["llm"] == m]
+            data.append(
+                {
+                    "id": m,
+                    "object": "model",
+                    "owned_by": "irt-bayes pool",
+                    "price": None if pd.isna(prices[m]) else float(prices[m]),
+                    "backend": m in self.settings.backends,
+                    "ability": [
+                        {"skill": int(r.skill), "mean": r.mean, "sd": r.sd}
+                        for r in a.itertuples(index=False)
+                    ],
+                }
+            )
+        return {"object": "list", "data": data}
+
+    def stats(self) -> dict[str, Any]:
+        """Counts from the store and the state of the online posterior."""
+        c = self.store.counts()
+        return {
+            **c,
+            "online_updates": self.online.n_updates_,
+            "feedback_applied_seq": self.last_seq,
+            "feedback_skipped": self.skipped,
+            "batches": self.batcher.batches,
+            "uptime_s": time.time() - self.started,
+        }
+
+
+def _option(r: Any) -> dict[str, Any]:
+    return {
+        "llm": str(r.llm),
+        "expected_accuracy": {
+            "mean": float(r.expected_accuracy),
+            "sd": float(r.accuracy_sd),
+            "low": float(r.accuracy_low),
+            "high": float(r.accuracy_high),
+        },
+        "expected_cost": float(r.expected_cost),
+        "utility": float(r.utility),
+        "prob_best": float(r.prob_best),
+    }
+
+
+# ----------------------------------------------------------------------- the app
+class RouteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    query: str | None = None
+    queries: list[str] | None = Field(default=None, max_length=MAX_QUERIES)
+    willingness_to_pay: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    alpha: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    policy: Literal[POLICIES] | None = None  # type: ignore[valid-type]
+    quantile: float = Field(default=0.1, gt=0, lt=1, allow_inf_nan=False)
+    budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    llms: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self):  # noqa: ANN202
+        if (self.query is None) == (self.queries is None):
+            raise ValueError("give 'query' or 'queries', one of the two")
+        texts = [self.query] if self.query is not None else self.queries
+        if not texts:
+            raise ValueError("'queries' is empty")
+        for i, t in enumerate(texts):
+            if not t.strip():
+                raise ValueError(f"query {i} is empty")
+        return self
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision_id: str | None = Field(default=None, max_length=64)
+    query: str | None = None
+    llm: str | None = None
+    score: float = Field(ge=0, le=1, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_source(self):  # noqa: ANN202
+        if self.decision_id is None and (self.query is None or self.llm is None):
+            raise ValueError("give 'decision_id', or 'query' and 'llm'")
+        if self.query is not None and not self.query.strip():
+            raise ValueError("query is empty")
+        return self
+
+
+def _settings_from_model(model: str) -> dict[str, Any]:
+    """``irt-bayes[:key=value,...]`` to routing settings."""
+    if model != "irt-bayes" and not model.startswith("irt-bayes:"):
+        raise DataError(f"model {model!r}: use 'irt-bayes' or e.g. 'irt-bayes:wtp=50'")
+    out: dict[str, Any] = {}
+    spec = model[len("irt-bayes:") :] if ":" in model else ""
+    names = {"wtp": "willingness_to_pay", "willingness_to_pay": "willingness_to_pay"}
+    names |= {"alpha": "alpha", "policy": "policy", "quantile": "quantile"}
+    for part in filter(None, spec.split(",")):
+        key, _, value = part.partition("=")
+        if key not in names or not value:
+            raise DataError(f"model {model!r}: unknown setting {part!r}")
+        if key == "policy":
+            if value not in POLICIES:
+                raise DataError(f"model {model!r}: policy {value!r} is not one of {POLICIES}")
+            out["policy"] = value
+            continue
+        try:
+            x = float(value)
+        except ValueError:
+            raise DataError(f"model {model!r}: {key} {value!r} is not a number") from None
+        if not math.isfinite(x) or x < 0 or (key in ("alpha", "quantile") and x > 1):
+            raise DataError(f"model {model!r}: {key} {value!r} is out of range")
+        out[names[key]] = x
+    return out
+
+
+def _last_user_text(messages: Any) -> str:
+    if not isinstance(messages, list) or not messages:
+        raise DataError("messages must be a non-empty list")
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, list):  # content parts
+                content = " ".join(
+                    p.get("text", "")
+                    for p in content
+                    if isinstance(p, dict) and p.get("type") == "text"
+                )
+            if isinstance(content, str) and content.strip():
+                return content
+            raise DataError("the last user message has no text")
+    raise DataError("messages hold no user message")
+
+
+def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: ANN001, ANN201, C901
+    """The FastAPI application of a routing service (see the module docstring)."""
+    svc = Service(router, store, settings)
+    reg = CollectorRegistry()
+    m_decisions = Counter("irt_bayes_decisions", "Routing decisions made", ["llm"], registry=reg)
+    m_feedback = Counter("irt_bayes_feedback", "Feedback rows committed", registry=reg)
+    m_latency = Histogram(
+        "irt_bayes_request_seconds",
+        "Request latency",
+        ["endpoint"],
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        registry=reg,
+    )
+    m_errors = Counter("irt_bayes_errors", "Requests refused or failed", ["status"], registry=reg)
+    Gauge(
+        "irt_bayes_online_updates", "Outcomes in the online posterior", registry=reg
+    ).set_function(lambda: svc.online.n_updates_)
+    Gauge("irt_bayes_llms", "LLMs in the pool", registry=reg).set_function(
+        lambda: len(svc.online.llms)
+    )
+
+    client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):  # noqa: ANN202
+        yield
+        svc.stop()
+        await client.aclose()
+        store.close()
+
+    app = FastAPI(title="irt-bayes", version=_version(), lifespan=lifespan)
+    app.state.service = svc
+
+    def error(status: int, message: str) -> JSONResponse:
+        m_errors.labels(str(status)).inc()
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        e = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
+        where = [str(x) for x in e.get("loc", ()) if x != "body"]
+        if e.get("type") == "json_invalid":
+            why = (e.get("ctx") or {}).get("error", "")
+            at = f" at character {where[0]}" if where else ""
+            return error(422, f"the body is not valid JSON{at}: {why}".rstrip(": "))
+        if not where and e.get("type") in ("model_attributes_type", "dict_type"):
+            return error(422, "the body must be a JSON object (Content-Type: application/json)")
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        return error(422, f"{'.'.join(where)}: {msg}" if where else msg)
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next):  # noqa: ANN001, ANN202
+        if settings.api_key and request.url.path != "/health":
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
+                return error(401, "missing or wrong API key (Authorization: Bearer KEY)")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return error(422, f"request body of {length} bytes; the limit is {MAX_BODY} bytes")
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        m_latency.labels(request.url.path).observe(time.perf_counter() - t0)
+        return response
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "llms": len(svc.online.llms), "feedback": svc.last_seq}
+
+    @app.post("/v1/route")
+    def route_endpoint(req: RouteRequest) -> Any:
+        texts = [req.query] if req.query is not None else list(req.queries or [])
+        try:
+            out = svc.decide(
+                texts,
+                willingness_to_pay=req.willingness_to_pay,
+                alpha=req.alpha,
+                policy=req.policy,
+                quantile=req.quantile,
+                budget=req.budget,
+                llms=req.llms,
+            )
+        except (DataError, IrtBayesError) as err:
+            return error(422, str(err))
+        for d in out:
+            m_decisions.labels(d["llm"]).inc()
+        return {"decisions": out}
+
+    @app.post("/v1/feedback")
+    def feedback_endpoint(req: FeedbackRequest) -> Any:
+        try:
+            seq = svc.feedback(req.score, req.decision_id, req.query, req.llm)
+        except LookupError as err:
+            return error(404, str(err).strip("'\""))
+        except DataError as err:
+            return error(422, str(err))
+        m_feedback.inc()
+        return {"status": "stored", "seq": seq}
+
+    @app.get("/v1/models")
+    def models() -> Any:
+        return svc.models()
+
+    @app.get("/v1/stats")
+    def stats() -> Any:
+        return svc.stats()
+
+    @app.get("/metrics")
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(reg), media_type="text/plain; version=0.0.4")
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Any:
+        try:
+            body = json.loads(await request.body(), parse_constant=_no_constant)
+        except (ValueError, UnicodeDecodeError) as err:
+            return error(422, f"the body is not JSON: {err}")
+        if not isinstance(body, dict):
+            return error(422, "the body must be a JSON object")
+        if not settings.backends:
+            return error(422, "this server has no --backends to forward chat requests to")
+        try:
+            opts = _settings_from_model(str(body.get("model", "irt-bayes")))
+            text = _last_user_text(body.get("messages"))
+            d = (
+                await run_in_threadpool(
+                    svc.decide,
+                    [text],
+                    llms=list(settings.backends),
+                    **{"willingness_to_pay": None, "alpha": None, "policy": None, **opts},
+                )
+            )[0]
+        except (DataError, IrtBayesError) as err:
+            return error(422, str(err))
+        m_decisions.labels(d["llm"]).inc()
+        backend = settings.backends[d["llm"]]
+        payload = {**body, "model": backend.model}
+        headers = {"x-irt-bayes-decision-id": d["decision_id"], "x-irt-bayes-llm": d["llm"]}
+        info = {k: d[k] for k in ("decision_id", "llm", "expected_accuracy", "expected_cost")}
+        try:
+            if body.get("stream"):
+                req = client.build_request(
+                    "POST", backend.chat_url, json=payload, headers=backend.headers()
+                )
+                resp = await client.send(req, stream=True)
+                if resp.status_code >= 400:
+                    text_err = (await resp.aread()).decode(errors="replace")[:200]
+                    await resp.aclose()
+                    return error(
+                        502, f"backend {d['llm']!r} answered {resp.status_code}: {text_err}"
+                    )
+
+                async def relay():  # noqa: ANN202
+                    try:
+                        async for chunk in resp.aiter_raw():
+                            yield chunk
+                    finally:
+                        await resp.aclose()
+
+                media = resp.headers.get("content-type", "text/event-stream")
+                return StreamingResponse(relay(), media_type=media, headers=headers)
+            resp = await client.post(backend.chat_url, json=payload, headers=backend.headers())
+        except httpx.HTTPError as err:
+            return error(
+                502, f"backend {d['llm']!r} at {backend.base_url}: {type(err).__name__} {err}"
+            )
+        try:
+            data = resp.json()
+        except ValueError:
+            return error(502, f"backend {d['llm']!r} answered {resp.status_code} without JSON")
+        if resp.status_code >= 400:
+            return JSONResponse(data, status_code=502, headers=headers)
+        if isinstance(data, dict):
+            data["irt_bayes"] = info
+        return JSONResponse(data, headers=headers)
+
+    return app
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("irt-bayes")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without install
+        return "0"
+
+
+def serve(
+    router,  # noqa: ANN001
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    state: str = "irt-bayes-state",
+    settings: ServiceSettings | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Run the service until interrupted (``irt-bayes serve``)."""
+    import uvicorn
+
+    settings = settings or ServiceSettings()
+    if not is_loopback(host) and not settings.api_key:
+        raise IrtBayesError(
+            f"--host {host} is reachable from other machines: pass --api-key (or set "
+            "IRT_BAYES_API_KEY) so that requests must carry it"
+        )
+    store = StateStore(state)
+    app = create_app(router, store, settings)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    server = uvicorn.Server(config)
+    asyncio.run(server.serve())
