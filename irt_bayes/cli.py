@@ -565,7 +565,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"--host {args.host} is reachable from other machines: pass --api-key (or set "
             "IRT_BAYES_API_KEY) so that requests must carry it"
         )
-    router = _load_router(args.router, args.quiet)
+    from irt_bayes.router import IRTRouter
+
+    # traffic is not cached in ~/.cache: the decision log keeps every embedding
+    router = IRTRouter.load(args.router, progress=not args.quiet, cache_dir=False)
     backends = load_backends(args.backends, router.llms_) if args.backends else {}
     settings = ServiceSettings(
         willingness_to_pay=args.willingness_to_pay,
@@ -574,6 +577,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         forgetting=args.forgetting,
         api_key=api_key,
         backends=backends,
+        encoder_threads=args.encoder_threads,
     )
     _say(
         f"serving {len(router.llms_)} LLMs ({len(backends)} with a backend) on "
@@ -992,6 +996,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="bearer token every request must carry (default: $IRT_BAYES_API_KEY); "
         "required with a --host other machines can reach",
+    )
+    sv.add_argument(
+        "--encoder-threads",
+        type=_integer(1),
+        default=max(1, (os.cpu_count() or 2) // 2),
+        metavar="N",
+        help="threads the text encoder may use; the other cores answer HTTP",
     )
     sv.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 

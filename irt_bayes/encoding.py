@@ -345,7 +345,7 @@ class QueryEncoder:
         IrtBayesError
             If the model has to be loaded and cannot be.
         """
-        items = _check_texts(texts)
+        items = check_texts(texts)
         keys = [hashlib.sha256(b).hexdigest() for b in items]
         unique: dict[str, int] = {}
         for i, key in enumerate(keys):
@@ -463,7 +463,8 @@ class QueryEncoder:
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_texts(texts: Sequence[str]) -> list[bytes]:
+def check_texts(texts: Sequence[str]) -> list[bytes]:
+    """The texts as UTF-8, or a DataError naming the first that cannot be encoded."""
     if isinstance(texts, (str, bytes)):
         raise DataError("texts must be a sequence of strings, got a single string")
     try:

@@ -40,17 +40,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import ipaddress
 import json
 import math
+import os
 import queue
 import secrets
 import threading
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -66,6 +68,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from irt_bayes.backends import Backend
+from irt_bayes.encoding import check_texts
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.online import OnlinePosterior
 from irt_bayes.routing import POLICIES, route
@@ -107,6 +110,10 @@ class ServiceSettings:
         Bearer token every request but ``/health`` must carry.
     poll_s : float
         How often the feedback tail looks for rows other replicas wrote.
+    encoder_threads : int, optional
+        Threads torch may use to encode (default: half the cores): the rest answer HTTP.
+        On 2 cores with the load benchmark's clients beside it, 1 thread halved the
+        latency of a lone request (two threads spin against the event loop).
     """
 
     willingness_to_pay: float | None = None
@@ -116,74 +123,67 @@ class ServiceSettings:
     api_key: str | None = None
     poll_s: float = 0.5
     backends: dict[str, Backend] = field(default_factory=dict)
+    encoder_threads: int | None = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
 
 
 # ----------------------------------------------------------------------- batching
-class Batcher:
-    """One thread that encodes and predicts the queries of every waiting request at once."""
+@dataclass(frozen=True)
+class Ask:
+    """What a route request asks for, defaults resolved; equal asks are routed together."""
 
-    def __init__(self, online: OnlinePosterior) -> None:
-        self.online = online
-        self._queue: queue.Queue[tuple[str, list[str], Future]] = queue.Queue()
+    willingness_to_pay: float | None
+    alpha: float | None
+    policy: str
+    quantile: float = 0.1
+    budget: float | None = None
+    llms: tuple[str, ...] | None = None
+    log: bool = True  # False: the warm-up, not a decision
+
+
+Job = tuple[list[str], Ask | None]  # texts, and None for "embed only"
+
+
+class Batcher:
+    """One thread that serves every waiting request in one pass of ``work``.
+
+    ``work(jobs)`` returns one result (or exception) per job; requests that arrive
+    while a pass runs wait for the next, so under load a pass sees many of them.
+    """
+
+    def __init__(self, work: Callable[[list[Job]], list[Any]]) -> None:
+        self._work = work
+        self._queue: queue.Queue[tuple[Job, Future]] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="irt-bayes-batcher", daemon=True)
         self.batches = 0
         self._thread.start()
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """Embeddings of ``texts`` (the encoder runs on the batching thread only)."""
-        return self._submit("embed", texts)
-
-    def predict(self, texts: list[str]) -> tuple[np.ndarray, Any, Any]:
-        """Embeddings, (draw, query, llm) P(correct) draws and the router view used."""
-        return self._submit("predict", texts)
-
-    def _submit(self, kind: str, texts: list[str]) -> Any:
+    def submit(self, texts: list[str], ask: Ask | None) -> Any:
+        """Wait for the result of one job (its exception is raised here)."""
         fut: Future = Future()
-        self._queue.put((kind, texts, fut))
+        self._queue.put(((texts, ask), fut))
         return fut.result()
 
     def _run(self) -> None:
         while True:
-            jobs = [self._queue.get()]
-            n = len(jobs[0][1])
+            items = [self._queue.get()]
+            n = len(items[0][0][0])
             while n < MAX_BATCH:
                 try:
-                    job = self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                jobs.append(job)
-                n += len(job[1])
+                items.append(item)
+                n += len(item[0][0])
+            self.batches += 1
             try:
-                self._serve(jobs)
+                results = self._work([job for job, _ in items])
             except BaseException as err:  # noqa: BLE001 - handed to the waiting requests
-                for *_, fut in jobs:
-                    if not fut.done():
-                        fut.set_exception(err)
-
-    def _serve(self, jobs: list[tuple[str, list[str], Future]]) -> None:
-        self.batches += 1
-        view = self.online.router_
-        texts = [t for _, ts, _ in jobs for t in ts]
-        emb = view._embed(texts, None)
-        wants = [k == "predict" for k, _, _ in jobs]
-        draws = None
-        if any(wants):
-            rows = np.concatenate(
-                [np.full(len(ts), w) for (_, ts, _), w in zip(jobs, wants, strict=True)]
-            )
-            sel = np.flatnonzero(rows)
-            q = pd.DataFrame({"query_id": [f"b{i}" for i in sel], "query": [texts[i] for i in sel]})
-            draws = view.predict_proba(q, embeddings=emb[sel])
-        start = pstart = 0
-        for (_kind, ts, fut), want in zip(jobs, wants, strict=True):
-            e = emb[start : start + len(ts)]
-            start += len(ts)
-            if want:
-                d = draws.isel(query=slice(pstart, pstart + len(ts)))
-                pstart += len(ts)
-                fut.set_result((e, d, view))
-            else:
-                fut.set_result(e)
+                results = [err] * len(items)
+            for (_, fut), res in zip(items, results, strict=True):
+                if isinstance(res, BaseException):
+                    fut.set_exception(res)
+                else:
+                    fut.set_result(res)
 
 
 # -------------------------------------------------------------------------- state
@@ -202,8 +202,8 @@ class Service:
         self.last_seq = 0
         self.skipped = 0
         self.started = time.time()
-        self.batcher = Batcher(self.online)
-        self.batcher.predict(["warm up the encoder and the predictive"])
+        self.batcher = Batcher(self._work)
+        self.decide(["warm up the encoder and the predictive"], log=False, **_WARM)
         self.catch_up()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -263,9 +263,8 @@ class Service:
                 p[name] = b.price
         return p
 
-    def decide(
+    def ask(
         self,
-        texts: list[str],
         *,
         willingness_to_pay: float | None,
         alpha: float | None,
@@ -273,8 +272,8 @@ class Service:
         quantile: float = 0.1,
         budget: float | None = None,
         llms: Sequence[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Route ``texts``, log the decisions, and return them with their alternatives."""
+    ) -> Ask:
+        """A request's settings with the server's defaults, checked (DataError)."""
         s = self.settings
         if willingness_to_pay is None and alpha is None:
             willingness_to_pay, alpha = s.willingness_to_pay, s.alpha
@@ -284,65 +283,111 @@ class Service:
             )
         if willingness_to_pay is not None and alpha is not None:
             raise DataError("give willingness_to_pay or alpha, not both")
-        policy = policy or s.policy
-        emb, draws, view = self.batcher.predict(texts)
-        pool = list(view.llms_)
+        pool = self.online.llms
         if llms is not None:
             unknown = [m for m in llms if m not in pool]
             if unknown:
                 raise DataError(f"unknown LLM {unknown[0]!r}; the pool is {pool}")
-            draws = draws.sel(llm=list(dict.fromkeys(llms)))
-        prices = self.prices(view).reindex([str(m) for m in draws["llm"].to_numpy()])
+            llms = tuple(dict.fromkeys(llms))
+        return Ask(willingness_to_pay, alpha, policy or s.policy, quantile, budget, llms)
+
+    def decide(self, texts: list[str], *, log: bool = True, **ask: Any) -> list[dict[str, Any]]:
+        """Route ``texts`` (decisions logged), with their alternatives; ``ask`` as :meth:`ask`."""
+        a = self.ask(**ask)
+        check_texts(texts)  # here, so one bad text fails its own request, not the batch
+        return self.batcher.submit(list(texts), dataclasses.replace(a, log=log))
+
+    def _work(self, jobs: list[Job]) -> list[Any]:
+        """One batching pass: encode every text, predict, route each group of equal asks."""
+        view = self.online.router_
+        texts = [t for ts, _ in jobs for t in ts]
+        emb = view._embed(texts, None)
+        starts = np.cumsum([0] + [len(ts) for ts, _ in jobs])
+        out: list[Any] = [emb[starts[i] : starts[i + 1]] for i in range(len(jobs))]
+        routed = [i for i, (_, a) in enumerate(jobs) if a is not None]
+        if not routed:
+            return out
+        pos = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in routed])
+        q = pd.DataFrame({"query_id": [f"b{p}" for p in pos], "query": [texts[p] for p in pos]})
+        draws = view.predict_proba(q, embeddings=emb[pos])
+        at = {p: k for k, p in enumerate(pos)}  # text position -> query of draws
+        groups: dict[Any, list[int]] = {}
+        for i in routed:
+            a = jobs[i][1]
+            # a budget binds over its own request's queries only
+            groups.setdefault(a if a.budget is None else (a, i), []).append(i)
+        log = []
+        for members in groups.values():
+            a = jobs[members[0]][1]
+            cols = [at[p] for i in members for p in range(starts[i], starts[i + 1])]
+            try:
+                decided, rows = self._route(view, draws.isel(query=cols), texts, emb, pos[cols], a)
+            except (DataError, IrtBayesError) as err:
+                for i in members:
+                    out[i] = err
+                continue
+            k = 0
+            for i in members:
+                n = starts[i + 1] - starts[i]
+                out[i] = decided[k : k + n]
+                k += n
+            if a.log:
+                log += rows
+        self.store.log_decisions(log)
+        return out
+
+    def _route(
+        self, view, draws, texts: list[str], emb: np.ndarray, pos: np.ndarray, a: Ask
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # noqa: ANN001
+        """Decisions for the queries of ``draws`` and the rows that log them."""
+        if a.llms is not None:
+            draws = draws.sel(llm=list(a.llms))
+        llms = [str(m) for m in draws["llm"].to_numpy()]
+        prices = self.prices(view).reindex(llms)
         if prices.isna().any():
             raise DataError(f"no price for LLM {prices.index[prices.isna()][0]!r}")
         seed = secrets.randbits(32)
         res = route(
             view,
-            pd.DataFrame({"query_id": draws["query"].to_numpy(), "query": texts}),
+            pd.DataFrame({"query_id": draws["query"].to_numpy(), "query": [texts[p] for p in pos]}),
             costs=prices,
-            willingness_to_pay=willingness_to_pay,
-            alpha=alpha,
-            policy=policy,
-            quantile=quantile,
-            budget=budget,
+            willingness_to_pay=a.willingness_to_pay,
+            alpha=a.alpha,
+            policy=a.policy,
+            quantile=a.quantile,
+            budget=a.budget,
             seed=seed,
             draws=draws,
         )
-        settings = {
-            "willingness_to_pay": willingness_to_pay,
-            "alpha": alpha,
-            "policy": policy,
-            "quantile": quantile,
-            "budget": budget,
-            "llms": list(draws["llm"].to_numpy().astype(str)),
-            "seed": seed,
-            "online_updates": self.online.n_updates_,
-        }
-        out, rows = [], []
-        table = res.table
-        for i, qid in enumerate(draws["query"].to_numpy()):
-            t = table[table["query_id"] == qid]
-            alts = [_option(r) for r in t.itertuples(index=False)]
-            chosen = t[t["chosen"].astype(bool)].iloc[0]
-            propensity = float(chosen["prob_best"]) if policy == "thompson" else 1.0
+        n, J = len(pos), len(llms)
+        t = {c: res.table[c].to_numpy().reshape(n, J) for c in _OPTION_COLUMNS}
+        chosen = res.table["chosen"].to_numpy().reshape(n, J).argmax(axis=1)
+        settings = {**dataclasses.asdict(a), "seed": seed, "online_updates": self.online.n_updates_}
+        del settings["log"]
+        decided, rows = [], []
+        for i in range(n):
+            alts = [_option({c: t[c][i, j] for c in _OPTION_COLUMNS}) for j in range(J)]
+            best = alts[chosen[i]]
+            # the probability that the policy picks this LLM (off-policy evaluation)
+            propensity = best["prob_best"] if a.policy == "thompson" else 1.0
             did = uuid.uuid4().hex
-            best = _option(next(t[t["chosen"].astype(bool)].itertuples(index=False)))
-            out.append({"decision_id": did, **best, "propensity": propensity, "alternatives": alts})
+            decided.append(
+                {"decision_id": did, **best, "propensity": propensity, "alternatives": alts}
+            )
             rows.append(
                 {
                     "decision_id": did,
-                    "query": texts[i],
-                    "embedding": emb[i],
+                    "query": texts[pos[i]],
+                    "embedding": emb[pos[i]],
                     "llm": best["llm"],
-                    "policy": policy,
+                    "policy": a.policy,
                     "propensity": propensity,
                     "expected_accuracy": best["expected_accuracy"]["mean"],
                     "expected_cost": best["expected_cost"],
                     "settings": settings,
                 }
             )
-        self.store.log_decisions(rows)
-        return out
+        return decided, rows
 
     def feedback(
         self,
@@ -363,7 +408,8 @@ class Service:
         else:
             if llm not in self.online.llms:
                 raise DataError(f"unknown LLM {llm!r}; the pool is {self.online.llms}")
-            row = {"query": query, "embedding": self.batcher.embed([query])[0], "llm": llm}
+            check_texts([query])
+            row = {"query": query, "embedding": self.batcher.submit([query], None)[0], "llm": llm}
         (seq,) = self.store.add_feedback([{**row, "score": score}])
         self._wake.set()
         return seq
@@ -404,18 +450,31 @@ class Service:
         }
 
 
-def _option(r: Any) -> dict[str, Any]:
+_OPTION_COLUMNS = (
+    "llm",
+    "expected_accuracy",
+    "accuracy_sd",
+    "accuracy_low",
+    "accuracy_high",
+    "expected_cost",
+    "utility",
+    "prob_best",
+)
+_WARM = {"willingness_to_pay": 0.0, "alpha": None, "policy": "expected-utility"}
+
+
+def _option(r: dict[str, Any]) -> dict[str, Any]:
     return {
-        "llm": str(r.llm),
+        "llm": str(r["llm"]),
         "expected_accuracy": {
-            "mean": float(r.expected_accuracy),
-            "sd": float(r.accuracy_sd),
-            "low": float(r.accuracy_low),
-            "high": float(r.accuracy_high),
+            "mean": float(r["expected_accuracy"]),
+            "sd": float(r["accuracy_sd"]),
+            "low": float(r["accuracy_low"]),
+            "high": float(r["accuracy_high"]),
         },
-        "expected_cost": float(r.expected_cost),
-        "utility": float(r.utility),
-        "prob_best": float(r.prob_best),
+        "expected_cost": float(r["expected_cost"]),
+        "utility": float(r["utility"]),
+        "prob_best": float(r["prob_best"]),
     }
 
 
@@ -590,7 +649,7 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
             return error(422, str(err))
         for d in out:
             m_decisions.labels(d["llm"]).inc()
-        return {"decisions": out}
+        return JSONResponse({"decisions": out})
 
     @app.post("/v1/feedback")
     def feedback_endpoint(req: FeedbackRequest) -> Any:
@@ -709,6 +768,10 @@ def serve(
     import uvicorn
 
     settings = settings or ServiceSettings()
+    if settings.encoder_threads is not None:
+        import torch
+
+        torch.set_num_threads(settings.encoder_threads)
     if not is_loopback(host) and not settings.api_key:
         raise IrtBayesError(
             f"--host {host} is reachable from other machines: pass --api-key (or set "

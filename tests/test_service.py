@@ -32,8 +32,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_server_outlives_the_tests():
+    yield
+    for proc in STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def start(args: list[str], port: int, env: dict | None = None, timeout: float = 120):
-    """Start a server process and wait for its /health."""
+    """Start a server process and wait for its /health (killed at the latest after the module)."""
     proc = subprocess.Popen(
         args,
         stdout=subprocess.PIPE,
@@ -41,6 +53,7 @@ def start(args: list[str], port: int, env: dict | None = None, timeout: float = 
         env={**os.environ, **(env or {})},
         text=True,
     )
+    STARTED.append(proc)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -212,6 +225,7 @@ def test_feedback_is_stored_and_updates_the_posterior(service):
         ("/v1/route", {"query": "x", "alpha": 0.5, "willingness_to_pay": 1}, "not both"),
         ("/v1/route", {"query": "x", "queries": ["y"]}, "one of the two"),
         ("/v1/route", '{"query": "x"', "not valid JSON"),
+        ("/v1/route", '{"queries": ["fine", "\\ud800"]}', "texts[1] is not valid Unicode"),
         ("/v1/route", {"query": "x" * 1_100_000}, "the limit is"),
         ("/v1/feedback", {"llm": "x", "query": "q", "score": 1}, "unknown LLM 'x'"),
         ("/v1/feedback", {"decision_id": "d", "score": -0.5}, "score"),

@@ -1,0 +1,238 @@
+"""Load on ``irt-bayes serve`` over loopback: latency, throughput, errors, durability.
+
+Starts the service as its own process (``irt-bayes serve ROUTER --state TMP``) and
+drives it from this process with asyncio + httpx, N concurrent clients each sending
+its next request as soon as the last one is answered:
+
+* ``/v1/route`` with one query per request, embedding included (the service keeps
+  no embedding cache), for three sets of real query texts of growing length (ARC
+  questions, GSM8K problems, RouterBench's few-shot prompts): p50 / p99 latency,
+  decisions/s, errors, at 1, 8 and 64 clients;
+* ``/v1/feedback`` by decision id (a committed SQLite WAL transaction per request) at
+  1 and 8 clients;
+* durability: 8 clients send feedback while the server is killed with SIGKILL; after
+  a restart on the same state, every acknowledged row must be in the store.
+
+The router is the 2pl fitted by ADVI on the RouterBench train files (11 LLMs, 1,338
+queries), unless ``--router`` names one. Targets on 2 cores: at 8 clients p99 <= 50 ms
+and >= 200 decisions/s, no errors at 64 clients, nothing acknowledged lost.
+
+Usage (from the repository root)::
+
+    python benchmarks/serve.py [--router DIR] [--requests 400] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import M7, RB, RESULTS, machine, md, routerbench  # noqa: E402
+
+
+def text_sets() -> dict[str, list[str]]:
+    """Query texts by length: the encoder's cost grows with it (256 tokens at most)."""
+    from irt_bayes.data import load_responses
+
+    def words(t: list[str]) -> int:
+        return int(np.median([len(x.split()) for x in t]))
+
+    arc = load_responses(M7 / "arc_challenge.csv.gz").queries["query"].tolist()
+    gsm = load_responses(M7 / "gsm8k.csv.gz").queries["query"].tolist()
+    rb = routerbench("test").queries["query"].tolist()
+    return {
+        f"ARC questions ({words(arc)} words)": arc,
+        f"GSM8K problems ({words(gsm)} words)": gsm,
+        f"RouterBench prompts ({words(rb)} words)": rb,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(router: Path, state: Path, port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "irt_bayes.cli", "serve", str(router), "--state", str(state),
+           "--port", str(port), "--willingness-to-pay", "20", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited: {proc.stderr.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the server did not become healthy")
+
+
+async def load(url: str, bodies: list[dict], clients: int) -> tuple[np.ndarray, int, float, list]:
+    """Send ``bodies`` from ``clients`` concurrent clients; latencies (s), errors, wall s."""
+    todo = iter(range(len(bodies)))
+    lat: list[float] = []
+    errors = 0
+    out: list = [None] * len(bodies)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            for i in todo:
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post(url, json=bodies[i])
+                    ok = r.status_code == 200
+                    out[i] = r.json() if ok else None
+                except httpx.HTTPError:
+                    ok = False
+                lat.append(time.perf_counter() - t0)
+                errors += not ok
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return np.array(lat), errors, wall, out
+
+
+def row(what: str, clients: int, lat: np.ndarray, errors: int, wall: float) -> dict:
+    return {
+        "endpoint": what,
+        "clients": clients,
+        "requests": len(lat),
+        "p50 ms": 1e3 * float(np.percentile(lat, 50)),
+        "p99 ms": 1e3 * float(np.percentile(lat, 99)),
+        "per s": len(lat) / wall,
+        "errors": errors,
+    }
+
+
+def durability(router: Path, tmp: Path) -> dict:
+    """Kill -9 under feedback load; count acknowledged rows missing after a restart."""
+    state, port = tmp / "kill-state", free_port()
+    proc = start(router, state, port)
+    url = f"http://127.0.0.1:{port}"
+    llm = httpx.get(f"{url}/v1/models", timeout=30).json()["data"][1]["id"]
+    acked: list[int] = []
+
+    async def send() -> None:
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def worker(k: int) -> None:
+                for i in range(k, 100_000, 8):
+                    body = {"query": f"Durability question {i}?", "llm": llm, "score": i % 2}
+                    try:
+                        r = await client.post(f"{url}/v1/feedback", json=body)
+                    except httpx.HTTPError:
+                        return  # the server is gone
+                    if r.status_code == 200:
+                        acked.append(r.json()["seq"])
+
+            tasks = [asyncio.create_task(worker(k)) for k in range(8)]
+            await asyncio.sleep(4.0)
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.gather(*tasks)
+
+    asyncio.run(send())
+    proc.wait()
+    proc = start(router, state, port)
+    try:
+        stats = httpx.get(f"{url}/v1/stats", timeout=30).json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    from irt_bayes.store import StateStore
+
+    present = set(StateStore(state).feedback_since(0)["seq"].astype(int))
+    lost = len(set(acked) - present)
+    return {
+        "acknowledged before kill -9": len(acked),
+        "stored after restart": stats["feedback"],
+        "replayed into the posterior": stats["online_updates"],
+        "acknowledged but lost": lost,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--router", type=Path, help="a saved router (default: fit the RB 2pl)")
+    ap.add_argument("--requests", type=int, default=400, help="route requests per level")
+    ap.add_argument("--out", type=Path, default=RESULTS / "serve.md")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="irt-bayes-serve-"))
+    router = args.router
+    if router is None:
+        from irt_bayes import IRTRouter
+
+        router = tmp / "router"
+        print("fitting the 2pl by ADVI on the RouterBench train files ...", flush=True)
+        fitted = IRTRouter("2pl", progress=False).fit(routerbench("train"))
+        fitted.save(router)
+    if not (RB.exists() and M7.exists()):
+        raise SystemExit("needs ../shared/data (see its README)")
+    sets = text_sets()
+    port = free_port()
+    proc = start(router, tmp / "state", port)
+    url = f"http://127.0.0.1:{port}"
+    rows, decisions = [], []
+    try:
+        # warm-up: connections, the first batches
+        warm = [{"query": t} for texts in sets.values() for t in texts[-8:]]
+        asyncio.run(load(f"{url}/v1/route", warm, 4))
+        for name, texts in sets.items():
+            for clients in (1, 8, 64):
+                n = args.requests if clients > 1 else args.requests // 4
+                bodies = [{"query": texts[i % len(texts)]} for i in range(n)]
+                lat, err, wall, out = asyncio.run(load(f"{url}/v1/route", bodies, clients))
+                rows.append({"texts": name, **row("/v1/route", clients, lat, err, wall)})
+                decisions += [o["decisions"][0]["decision_id"] for o in out if o]
+                print(rows[-1], flush=True)
+        for clients in (1, 8):
+            ids = decisions[: args.requests] if clients > 1 else decisions[: args.requests // 4]
+            decisions = decisions[len(ids) :]
+            bodies = [{"decision_id": d, "score": 1.0} for d in ids]
+            lat, err, wall, _ = asyncio.run(load(f"{url}/v1/feedback", bodies, clients))
+            rows.append({"texts": "", **row("/v1/feedback", clients, lat, err, wall)})
+            print(rows[-1], flush=True)
+        stats = httpx.get(f"{url}/v1/stats").json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    kill = durability(router, tmp)
+    print(kill, flush=True)
+    table = md(pd.DataFrame(rows).set_index(["endpoint", "texts"]), ".1f")
+    text = (
+        f"# irt-bayes serve under load (loopback, embedding included)\n\n"
+        f"Machine: {machine()} (the server and the clients share it). "
+        f"Router: {router}. Server and client in separate processes; one query per "
+        f"route request; feedback by decision id, each a committed SQLite WAL "
+        f"transaction (synchronous=FULL).\n\n{table}\n\n"
+        f"The server encoded the route requests in {stats['batches']} batches "
+        f"({stats['decisions']} decisions in all).\n\n"
+        f"Durability, 8 clients sending feedback, server killed with SIGKILL after 4 s, "
+        f"then restarted on the same state:\n\n"
+        f"{md(pd.DataFrame([kill]).T.rename(columns={0: 'rows'}), '.0f')}\n"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    shutil.rmtree(tmp, ignore_errors=True)  # our own mkdtemp folder
+
+
+if __name__ == "__main__":
+    main()
