@@ -65,7 +65,15 @@ import pandas as pd
 import xarray as xr
 from scipy.special import expit
 
-from irt_bayes.components import NUMPY, Component, Grid, Inputs, linear_predictor, log_likelihood
+from irt_bayes.components import (
+    NUMPY,
+    Component,
+    Grid,
+    Inputs,
+    linear_predictor,
+    log_likelihood,
+    probability,
+)
 from irt_bayes.components.base import Structure
 from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError, IrtBayesError
@@ -817,6 +825,12 @@ def suggest_probes(
                 "give one new LLM's answers",
                 source=data.source,
             )
+        if data.llms[0] in router.llms_:
+            raise DataError(
+                f"LLM {data.llms[0]!r} is already in the router's pool: probes are chosen "
+                "for a new LLM (its answers so far)",
+                source=data.source,
+            )
         q = data.queries.reset_index(drop=True)
         o, z, c, _ = query_design(router, dr, blocks, q)
         rows = data.responses.set_index("query_id").loc[q["query_id"]]
@@ -945,6 +959,28 @@ TARGETS = {"abilities": _pick_abilities, "predictions": _pick_predictions}
 
 
 # ------------------------------------------------------------------------ suggest_labels
+def _evsi(
+    p: np.ndarray, price: np.ndarray, lams: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Value of each (query, LLM) label (module docstring), mean P and the current choice.
+
+    ``p`` is (S, r, J) joint predictive draws of a block of queries.
+    """
+    S = p.shape[0]
+    mean = p.mean(axis=0)
+    # E[P_j U_k] for every pair (j observed, k chosen): einsum over the draws
+    pp = np.einsum("srj,srk->rjk", p, p) / S
+    value = np.zeros_like(mean)
+    routed = np.zeros((mean.shape[0], len(lams)), dtype=int)
+    for li, lam in enumerate(lams):
+        eu = mean - lam * price  # (r, J) E[U_k]
+        a1 = pp - lam * price[None, None, :] * mean[:, :, None]  # E[U_k 1{y=1}]
+        a0 = eu[:, None, :] - a1
+        value += (a1.max(axis=2) + a0.max(axis=2) - eu.max(axis=1)[:, None]) / len(lams)
+        routed[:, li] = eu.argmax(axis=1)
+    return value, mean, routed
+
+
 def suggest_labels(
     router: IRTRouter,
     queries: pd.DataFrame | Sequence[str],
@@ -973,7 +1009,9 @@ def suggest_labels(
     pandas.DataFrame
         ``query_id, llm, value, p_mean, routed_now``, best first: ``value`` is the
         expected gain in utility of that query's decision (EVSI, see the module
-        docstring), ``routed_now`` the LLM chosen before the label.
+        docstring), ``routed_now`` the LLM chosen before the label. Candidates the
+        router was fitted on (matched by ``query_id``) keep their fitted item values,
+        and their (query, LLM) pairs with a training response are never suggested.
     """
     from irt_bayes.router import as_query_frame
 
@@ -986,26 +1024,38 @@ def suggest_labels(
     if not 1 <= n <= len(q) * J:
         raise IrtBayesError(f"n must be between 1 and {len(q) * J} (query, LLM pairs), got {n}")
     price = np.nan_to_num(router.prices_.reindex(router.llms_).to_numpy(float))
-    pred = router.predictive(q, embeddings=embeddings)
     value = np.zeros((len(q), J))
     p_mean = np.zeros((len(q), J))
     routed = np.zeros((len(q), len(lams)), dtype=int)
-    # a row of queries is evaluated for every LLM at once (EVSI compares them), so each
-    # cell is charged its whole row; a third of the budget leaves room for the einsums
-    plan = pred.plan(router.memory_budget // 3, cell=8 * pred.n_draws * J)
-    for rows in plan.row_slices():
-        values, dataset = pred.query_values(rows)
-        p = pred.block(values, dataset, rows, slice(None))  # (S, r, J)
-        S = p.shape[0]
-        p_mean[rows] = p.mean(axis=0)
-        # E[P_j U_k] for every pair (j observed, k chosen): einsum over the draws
-        pp = np.einsum("srj,srk->rjk", p, p) / S
-        for li, lam in enumerate(lams):
-            eu = p_mean[rows] - lam * price  # (r, J) E[U_k]
-            a1 = pp - lam * price[None, None, :] * p_mean[rows][:, :, None]  # E[U_k 1{y=1}]
-            a0 = eu[:, None, :] - a1
-            value[rows] += (a1.max(axis=2) + a0.max(axis=2) - eu.max(axis=1)[:, None]) / len(lams)
-            routed[rows, li] = eu.argmax(axis=1)
+    # training queries keep their fitted item values; pairs already observed teach nothing
+    pos = _training_positions(router, q["query_id"].tolist())
+    seen = np.flatnonzero(pos >= 0)
+    for lo in range(0, len(seen), 256):
+        part = seen[lo : lo + 256]
+        values, inp = _training_values(router, router.draws_, pos[part])
+        p = probability(router.components_, values, inp, Grid())  # (S, r, J)
+        value[part], p_mean[part], routed[part] = _evsi(p, price, lams)
+    new = np.flatnonzero(pos < 0)
+    if len(new):
+        emb = embeddings[new] if isinstance(embeddings, np.ndarray) else embeddings
+        pred = router.predictive(q.iloc[new].reset_index(drop=True), embeddings=emb)
+        # a row of queries is evaluated for every LLM at once (EVSI compares them), so
+        # each cell is charged its whole row; a third of the budget leaves room for einsums
+        plan = pred.plan(router.memory_budget // 3, cell=8 * pred.n_draws * J)
+        for rows in plan.row_slices():
+            values, dataset = pred.query_values(rows)
+            p = pred.block(values, dataset, rows, slice(None))  # (S, r, J)
+            value[new[rows]], p_mean[new[rows]], routed[new[rows]] = _evsi(p, price, lams)
+    if len(seen):
+        ti = router.training_inputs()
+        row_of = pd.Series(seen, index=pos[seen])  # training position -> candidate row
+        hit = np.isin(ti["query_idx"], pos[seen])
+        value[row_of.reindex(ti["query_idx"][hit]).to_numpy(), ti["llm_idx"][hit]] = -np.inf
+    if n > np.isfinite(value).sum():
+        raise IrtBayesError(
+            f"n must be at most {int(np.isfinite(value).sum())}: the other (query, LLM) "
+            "pairs are training responses already"
+        )
     flat = np.argsort(-value, axis=None, kind="stable")[:n]
     qi, jj = np.unravel_index(flat, value.shape)
     llms = np.asarray(router.llms_, dtype=object)

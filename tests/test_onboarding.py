@@ -226,6 +226,9 @@ def test_after_must_hold_one_llm(pool, router: IRTRouter) -> None:
         router.suggest_probes(5, after=two)
     with pytest.raises(IrtBayesError, match="n must be between 1 and 400"):
         router.suggest_probes(401)
+    pooled = pool.responses[pool.responses["llm"] == router.llms_[0]].head(10)
+    with pytest.raises(DataError, match="already in the router's pool"):
+        router.suggest_probes(5, after=pooled)
 
 
 def test_probes_target_predictions(router: IRTRouter) -> None:
@@ -249,8 +252,19 @@ def test_an_onboarded_router_survives_save_and_load(
 
 
 def test_label_values_are_non_negative_and_sorted(pool, router: IRTRouter) -> None:
-    pairs = router.suggest_labels(pool.queries.head(30), 25, willingness_to_pay=[0.0, 50.0])
+    fresh = pd.DataFrame(
+        {
+            "query_id": [f"cand-{i}" for i in range(10)],
+            "query": [f"Which is larger, {i} squared or {3 * i + 1}?" for i in range(10)],
+        }
+    )
+    cands = pd.concat([pool.queries.head(20)[["query_id", "query"]], fresh], ignore_index=True)
+    pairs = router.suggest_labels(cands, 25, willingness_to_pay=[0.0, 50.0])
     assert len(pairs) == 25
+    # every training query's pairs were observed: only the fresh queries are worth a label
+    assert set(pairs["query_id"]) <= set(fresh["query_id"])
+    with pytest.raises(IrtBayesError, match="training responses already"):
+        router.suggest_labels(cands, 10 * len(router.llms_) + 1)
     assert (pairs["value"] >= -1e-12).all()  # information never lowers expected utility
     assert (np.diff(pairs["value"]) <= 1e-15).all()
     assert set(pairs["llm"]) <= set(router.llms_)
