@@ -335,12 +335,13 @@ def _plot(curves: dict, path: Path) -> None:
     for ax, sc in zip(np.atleast_1d(axes), scenarios, strict=True):
         for (s, policy), reg in curves.items():
             if s == sc:
-                ax.plot(np.mean(reg, axis=0), label=policy)
+                style = "--" if policy == "static" else "-"
+                ax.plot(np.mean(reg, axis=0), style, label=policy)
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_title(sc)
         ax.set_xlabel("queries")
+        ax.legend(fontsize=8)  # static and greedy coincide where no decision changed
     np.atleast_1d(axes)[0].set_ylabel("cumulative regret vs best fixed LLM")
-    np.atleast_1d(axes)[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

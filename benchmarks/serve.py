@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import signal
 import socket
@@ -176,7 +177,9 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="irt-bayes-serve-"))
     router = args.router
+    desc = f"{router} (--router)"
     if router is None:
+        desc = "the 2pl by ADVI on the RouterBench train files (11 LLMs, 1,338 queries)"
         from irt_bayes import IRTRouter
 
         router = tmp / "router"
@@ -219,9 +222,10 @@ def main() -> None:
     text = (
         f"# irt-bayes serve under load (loopback, embedding included)\n\n"
         f"Machine: {machine()} (the server and the clients share it). "
-        f"Router: {router}. Server and client in separate processes; one query per "
+        f"Router: {desc}. Server and client in separate processes; one query per "
         f"route request; feedback by decision id, each a committed SQLite WAL "
-        f"transaction (synchronous=FULL).\n\n{table}\n\n"
+        f"transaction (synchronous=FULL). The server runs with its defaults "
+        f"(--encoder-threads {max(1, (os.cpu_count() or 2) // 2)}).\n\n{table}\n\n"
         f"The server encoded the route requests in {stats['batches']} batches "
         f"({stats['decisions']} decisions in all).\n\n"
         f"Durability, 8 clients sending feedback, server killed with SIGKILL after 4 s, "

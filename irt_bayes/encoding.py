@@ -52,6 +52,7 @@ import numpy as np
 
 from irt_bayes import progress
 from irt_bayes.errors import DataError, IrtBayesError
+from irt_bayes.onnx_backend import use_onnx
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -73,6 +74,7 @@ DEFAULT_MODEL = "default"
 DEFAULT_ENCODER_ID = "all-MiniLM-L6-v2:tail"
 """``encoder_id`` of the default model with the default (tail) truncation."""
 
+BACKENDS = ("torch", "onnx")
 TRUNCATIONS = ("tail", "head")
 """Which end of a text longer than the model's window is kept."""
 
@@ -197,6 +199,13 @@ class QueryEncoder:
         every query the same vector. ``"head"`` is sentence-transformers' own behaviour.
         Short texts are embedded identically either way; the choice is part of
         :attr:`encoder_id`, so caches and saved routers never mix them.
+    backend : {"torch", "onnx"}, default "torch"
+        What runs the transformer's forward pass. ``"onnx"`` exports it once to ONNX
+        (kept in ``<cache root>/onnx``) and runs it on ONNX Runtime, about twice as fast
+        on CPU; it is kept only if its embeddings of fixed probe texts agree with
+        torch's to :data:`~irt_bayes.onnx_backend.TOLERANCE` (else a warning, and torch).
+        The embeddings are then equal to that tolerance, not bitwise; the encoder id,
+        the cache and saved routers are the same for both.
 
     Notes
     -----
@@ -242,6 +251,7 @@ class QueryEncoder:
         show_progress: bool | None = None,
         device: str = "cpu",
         truncation: Literal["tail", "head"] = "tail",
+        backend: Literal["torch", "onnx"] = "torch",
     ) -> None:
         name = os.fspath(model)
         if not isinstance(name, str) or not name.strip():
@@ -251,6 +261,7 @@ class QueryEncoder:
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be 'tail' or 'head', got {truncation!r}")
         self._truncation = truncation
+        self.backend = backend
         self._model_name = name
         self._batch_size = batch_size
         self._show_progress = show_progress
@@ -275,9 +286,11 @@ class QueryEncoder:
 
         if cache_dir is False:
             self._cache_path: Path | None = None
+            root = default_cache_dir()
         else:
             root = default_cache_dir() if cache_dir is None or cache_dir is True else cache_dir
             self._cache_path = Path(root).expanduser() / _cache_filename(self._encoder_id)
+        self._onnx_dir = Path(root).expanduser() / "onnx"
 
     # ------------------------------------------------------------------ properties
     @property
@@ -401,9 +414,26 @@ class QueryEncoder:
         return out
 
     # ------------------------------------------------------------------ model / cache
+    @property
+    def backend(self) -> str:
+        """``"torch"`` or ``"onnx"``: what runs the transformer (settable before use)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if value not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {value!r}")
+        if getattr(self, "_model", None) is not None and value != self._backend:
+            raise IrtBayesError("set the encoder's backend before its first encode")
+        self._backend = value
+
     def _get_model(self) -> SentenceTransformer:
         if self._model is None:
             self._model = self._load_model()
+            if self._backend == "onnx" and not use_onnx(
+                self._model, self._onnx_dir, self._encoder_id
+            ):
+                self._backend = "torch"
             dim = _model_dimension(self._model)
             if self._model_name == DEFAULT_MODEL and dim != DEFAULT_DIM:
                 raise IrtBayesError(
