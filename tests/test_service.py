@@ -156,6 +156,28 @@ def test_thompson_logs_its_propensity(service):
     assert 0 < d["propensity"] <= 1 and d["propensity"] == chosen["prob_best"]
 
 
+def test_a_budget_binds_over_the_request(service, advi_router):
+    url, _ = service
+    cheapest = float(advi_router.prices_.min())
+    body = {
+        "queries": ["Add 2 and 3.", "Spell 'cat'.", "What is 10 / 4?"],
+        "budget": 3.5 * cheapest,
+    }
+    ds = http.post(f"{url}/v1/route", json=body).json()["decisions"]
+    assert sum(d["expected_cost"] for d in ds) <= 3.5 * cheapest + 1e-12
+    free = http.post(f"{url}/v1/route", json={"queries": body["queries"]}).json()["decisions"]
+    assert sum(d["expected_cost"] for d in free) > sum(d["expected_cost"] for d in ds)
+
+
+def test_feedback_must_name_the_decisions_llm(service):
+    url, llms = service
+    d = http.post(f"{url}/v1/route", json={"query": "Pick a colour."}).json()["decisions"][0]
+    other = next(m for m in llms if m != d["llm"])
+    body = {"decision_id": d["decision_id"], "llm": other, "score": 1}
+    r = http.post(f"{url}/v1/feedback", json=body)
+    assert r.status_code == 422 and f"chose {d['llm']!r}" in r.json()["error"]
+
+
 def test_chat_completions_forward_to_the_chosen_backend(service):
     url, llms = service
     body = {"model": "irt-bayes:wtp=0", "messages": [{"role": "user", "content": "Hi there"}]}
