@@ -961,7 +961,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="irt-bayes-state",
         metavar="DIR|URL",
         help="decision log and feedback: a folder (SQLite, WAL) or a postgresql:// URL "
-        "that replicas share",
+        "that replicas share (default: the folder irt-bayes-state here)",
     )
     sv.add_argument(
         "--backends",
