@@ -43,6 +43,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from common import M7, RB, RESULTS, machine, md, routerbench  # noqa: E402
 
+from irt_bayes.service import wait_until_healthy  # noqa: E402
+
 
 def text_sets() -> dict[str, list[str]]:
     """Query texts by length: the encoder's cost grows with it (256 tokens at most)."""
@@ -70,17 +72,10 @@ def free_port() -> int:
 def start(router: Path, state: Path, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "irt_bayes.cli", "serve", str(router), "--state", str(state),
            "--port", str(port), "--willingness-to-pay", "20", "--quiet"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited: {proc.stderr.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("the server did not become healthy")
+    log = open(state.parent / f"server-{port}.log", "a")  # noqa: SIM115 - the server's
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    wait_until_healthy(f"http://127.0.0.1:{port}", 300, proc)
+    return proc
 
 
 async def load(url: str, bodies: list[dict], clients: int) -> tuple[np.ndarray, int, float, list]:

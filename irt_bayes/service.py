@@ -74,7 +74,15 @@ from irt_bayes.online import OnlinePosterior
 from irt_bayes.routing import POLICIES, route
 from irt_bayes.store import StateStore
 
-__all__ = ["ServiceSettings", "create_app", "serve", "is_loopback", "MAX_BODY", "MAX_QUERIES"]
+__all__ = [
+    "ServiceSettings",
+    "create_app",
+    "serve",
+    "is_loopback",
+    "wait_until_healthy",
+    "MAX_BODY",
+    "MAX_QUERIES",
+]
 
 MAX_BODY = 1 << 20
 """Largest request body accepted (bytes)."""
@@ -740,6 +748,37 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
         return JSONResponse(data, headers=headers)
 
     return app
+
+
+def wait_until_healthy(url: str, timeout: float = 120.0, proc: Any = None) -> None:
+    """Wait for ``url/health`` to answer 200 (a server started in another process).
+
+    Parameters
+    ----------
+    url : str
+        The service's base URL, e.g. ``http://127.0.0.1:8000``.
+    timeout : float
+        Seconds to wait (loading the router and the encoder takes a few).
+    proc : subprocess.Popen, optional
+        The server's process: if it exits first, the wait stops at once.
+
+    Raises
+    ------
+    IrtBayesError
+        The process exited, or no 200 came within ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise IrtBayesError(f"the server exited with status {proc.returncode}: {out}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise IrtBayesError(f"no 200 from {url}/health within {timeout:g} s")
 
 
 def _no_constant(name: str) -> float:

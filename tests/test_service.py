@@ -21,6 +21,9 @@ import httpx
 import numpy as np
 import pytest
 
+from irt_bayes.errors import IrtBayesError
+from irt_bayes.service import wait_until_healthy
+
 HERE = Path(__file__).parent
 http = httpx.Client(timeout=60)  # a loaded 2-core machine can be slow to answer
 pytestmark = pytest.mark.slow
@@ -54,18 +57,12 @@ def start(args: list[str], port: int, env: dict | None = None, timeout: float = 
         text=True,
     )
     STARTED.append(proc)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}: {proc.stdout.read()}")
-        try:
-            if http.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise AssertionError(f"no /health on port {port} after {timeout} s")
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", timeout, proc)
+    except IrtBayesError as err:
+        proc.kill()
+        raise AssertionError(str(err)) from None
+    return proc
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
