@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import signal
 import socket
@@ -43,7 +42,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from common import M7, RB, RESULTS, machine, md, routerbench  # noqa: E402
 
-from irt_bayes.service import wait_until_healthy  # noqa: E402
+from irt_bayes.service import default_encoder_threads, wait_until_healthy  # noqa: E402
 
 
 def text_sets() -> dict[str, list[str]]:
@@ -220,7 +219,7 @@ def main() -> None:
         f"Router: {desc}. Server and client in separate processes; one query per "
         f"route request; feedback by decision id, each a committed SQLite WAL "
         f"transaction (synchronous=FULL). The server runs with its defaults "
-        f"(--encoder-threads {max(1, (os.cpu_count() or 2) // 2)}).\n\n{table}\n\n"
+        f"(--encoder-threads {default_encoder_threads()}).\n\n{table}\n\n"
         f"The server encoded the route requests in {stats['batches']} batches "
         f"({stats['decisions']} decisions in all).\n\n"
         f"Durability, 8 clients sending feedback, server killed with SIGKILL after 4 s, "

@@ -557,14 +557,10 @@ def _utility_line(args: argparse.Namespace, multiplier: float) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the routing service until interrupted."""
     from irt_bayes.backends import load_backends
-    from irt_bayes.service import ServiceSettings, is_loopback, serve
+    from irt_bayes.service import ServiceSettings, check_exposure, serve
 
     api_key = args.api_key or os.environ.get("IRT_BAYES_API_KEY") or None
-    if not is_loopback(args.host) and not api_key:  # before the router is loaded
-        raise IrtBayesError(
-            f"--host {args.host} is reachable from other machines: pass --api-key (or set "
-            "IRT_BAYES_API_KEY) so that requests must carry it"
-        )
+    check_exposure(args.host, api_key)  # before seconds of loading the router
     from irt_bayes.router import IRTRouter
 
     # traffic is not cached in ~/.cache: the decision log keeps every embedding
@@ -1002,9 +998,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument(
         "--encoder-threads",
         type=_integer(1),
-        default=max(1, (os.cpu_count() or 2) // 2),
         metavar="N",
-        help="threads the text encoder may use; the other cores answer HTTP",
+        help="threads the text encoder may use; the other cores answer HTTP (default: "
+        "half the cores)",
     )
     sv.add_argument(
         "--encoder-backend",

@@ -67,6 +67,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+import irt_bayes
 from irt_bayes.backends import Backend
 from irt_bayes.encoding import check_texts
 from irt_bayes.errors import DataError, IrtBayesError
@@ -79,6 +80,8 @@ __all__ = [
     "create_app",
     "serve",
     "is_loopback",
+    "check_exposure",
+    "default_encoder_threads",
     "wait_until_healthy",
     "MAX_BODY",
     "MAX_QUERIES",
@@ -90,6 +93,20 @@ MAX_QUERIES = 256
 """Most queries in one ``/v1/route`` request."""
 MAX_BATCH = 512
 """Most texts the batching thread encodes in one call."""
+
+
+def default_encoder_threads() -> int:
+    """Half the cores, at least one: the encoder's share of the machine."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def check_exposure(host: str, api_key: str | None) -> None:
+    """Refuse to listen where other machines can reach it without an API key."""
+    if not is_loopback(host) and not api_key:
+        raise IrtBayesError(
+            f"--host {host} is reachable from other machines: pass --api-key (or set "
+            "IRT_BAYES_API_KEY) so that requests must carry it"
+        )
 
 
 def is_loopback(host: str) -> bool:
@@ -119,7 +136,8 @@ class ServiceSettings:
     poll_s : float
         How often the feedback tail looks for rows other replicas wrote.
     encoder_threads : int, optional
-        Threads torch may use to encode (default: half the cores): the rest answer HTTP.
+        Threads the encoder may use (default :func:`default_encoder_threads`, half the
+        cores): the rest answer HTTP.
         On 2 cores with the load benchmark's clients beside it, 1 thread halved the
         latency of a lone request (two threads spin against the event loop).
     """
@@ -131,7 +149,7 @@ class ServiceSettings:
     api_key: str | None = None
     poll_s: float = 0.5
     backends: dict[str, Backend] = field(default_factory=dict)
-    encoder_threads: int | None = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
+    encoder_threads: int | None = None
 
 
 # ----------------------------------------------------------------------- batching
@@ -602,7 +620,7 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
         await client.aclose()
         store.close()
 
-    app = FastAPI(title="irt-bayes", version=_version(), lifespan=lifespan)
+    app = FastAPI(title="irt-bayes", version=irt_bayes.__version__, lifespan=lifespan)
     app.state.service = svc
 
     def error(status: int, message: str) -> JSONResponse:
@@ -785,15 +803,6 @@ def _no_constant(name: str) -> float:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("irt-bayes")
-    except PackageNotFoundError:  # pragma: no cover - a source tree without install
-        return "0"
-
-
 def serve(
     router,  # noqa: ANN001
     *,
@@ -807,15 +816,10 @@ def serve(
     import uvicorn
 
     settings = settings or ServiceSettings()
-    if settings.encoder_threads is not None:
-        import torch
+    check_exposure(host, settings.api_key)
+    import torch
 
-        torch.set_num_threads(settings.encoder_threads)
-    if not is_loopback(host) and not settings.api_key:
-        raise IrtBayesError(
-            f"--host {host} is reachable from other machines: pass --api-key (or set "
-            "IRT_BAYES_API_KEY) so that requests must carry it"
-        )
+    torch.set_num_threads(settings.encoder_threads or default_encoder_threads())
     store = StateStore(state)
     app = create_app(router, store, settings)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
