@@ -38,6 +38,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import M7, RB, RESULTS, machine, md, routerbench  # noqa: E402
@@ -62,15 +63,19 @@ def text_sets() -> dict[str, list[str]]:
     }
 
 
+EXTRA: list[str] = []  # more serve options (--serve-args)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start(router: Path, state: Path, port: int) -> subprocess.Popen:
+def start(router: Path, state: Path, port: int, backend: str = "onnx") -> subprocess.Popen:
     cmd = [sys.executable, "-m", "irt_bayes.cli", "serve", str(router), "--state", str(state),
-           "--port", str(port), "--willingness-to-pay", "20", "--quiet"]  # fmt: skip
+           "--port", str(port), "--willingness-to-pay", "20", "--quiet",
+           "--encoder-backend", backend, *EXTRA]  # fmt: skip
     log = open(state.parent / f"server-{port}.log", "a")  # noqa: SIM115 - the server's
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     wait_until_healthy(f"http://127.0.0.1:{port}", 300, proc)
@@ -105,16 +110,28 @@ async def load(url: str, bodies: list[dict], clients: int) -> tuple[np.ndarray, 
     return np.array(lat), errors, wall, out
 
 
-def row(what: str, clients: int, lat: np.ndarray, errors: int, wall: float) -> dict:
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (this one by default), all its threads."""
+    p = psutil.Process(pid)
+    t = p.cpu_times()
+    return t.user + t.system
+
+
+def measured(url: str, bodies: list[dict], clients: int, server: int) -> tuple[dict, list]:
+    """One load level: latency, throughput and the cores the server and clients used."""
+    s0, c0 = cpu_seconds(server), cpu_seconds()
+    lat, errors, wall, out = asyncio.run(load(url, bodies, clients))
+    s1, c1 = cpu_seconds(server), cpu_seconds()
     return {
-        "endpoint": what,
         "clients": clients,
         "requests": len(lat),
         "p50 ms": 1e3 * float(np.percentile(lat, 50)),
         "p99 ms": 1e3 * float(np.percentile(lat, 99)),
         "per s": len(lat) / wall,
         "errors": errors,
-    }
+        "server cores": (s1 - s0) / wall,
+        "client cores": (c1 - c0) / wall,
+    }, out
 
 
 def durability(router: Path, tmp: Path) -> dict:
@@ -163,12 +180,59 @@ def durability(router: Path, tmp: Path) -> dict:
     }
 
 
+def levels(
+    router: Path, tmp: Path, backend: str, sets: dict[str, list[str]], n: int, *, quick: bool
+) -> list[dict]:
+    """Every load level against one server run with ``--encoder-backend backend``."""
+    port = free_port()
+    proc = start(router, tmp / f"state-{backend}", port, backend)
+    url = f"http://127.0.0.1:{port}"
+    rows, decisions = [], []
+    try:
+        # warm-up: connections, the first batches
+        warm = [{"query": t} for texts in sets.values() for t in texts[-8:]]
+        asyncio.run(load(f"{url}/v1/route", warm, 4))
+        for name, texts in sets.items():
+            for clients in (1, 8) if quick else (1, 8, 64):
+                k = n if clients > 1 else n // 4
+                bodies = [{"query": texts[i % len(texts)]} for i in range(k)]
+                r, out = measured(f"{url}/v1/route", bodies, clients, proc.pid)
+                rows.append({"endpoint": "/v1/route", "encoder": backend, "texts": name, **r})
+                decisions += [o["decisions"][0]["decision_id"] for o in out if o]
+                print(rows[-1], flush=True)
+        for clients in () if quick else (1, 8):
+            ids = decisions[:n] if clients > 1 else decisions[: n // 4]
+            decisions = decisions[len(ids) :]
+            bodies = [{"decision_id": d, "score": 1.0} for d in ids]
+            r, _ = measured(f"{url}/v1/feedback", bodies, clients, proc.pid)
+            rows.append({"endpoint": "/v1/feedback", "encoder": backend, "texts": "", **r})
+            print(rows[-1], flush=True)
+        stats = httpx.get(f"{url}/v1/stats").json()
+        print(f"{backend}: {stats['decisions']} decisions in {stats['batches']} batches")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--router", type=Path, help="a saved router (default: fit the RB 2pl)")
     ap.add_argument("--requests", type=int, default=400, help="route requests per level")
     ap.add_argument("--out", type=Path, default=RESULTS / "serve.md")
+    ap.add_argument(
+        "--encoder-backends",
+        default="onnx,onnx-int8",
+        help="serve's --encoder-backend values to measure, comma-separated",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="ARC questions at 1 and 8 clients only; no feedback or kill -9",
+    )
+    ap.add_argument("--serve-args", default="", help="more options for irt-bayes serve")
     args = ap.parse_args()
+    EXTRA.extend(args.serve_args.split())
     tmp = Path(tempfile.mkdtemp(prefix="irt-bayes-serve-"))
     router = args.router
     desc = f"{router} (--router)"
@@ -183,45 +247,28 @@ def main() -> None:
     if not (RB.exists() and M7.exists()):
         raise SystemExit("needs ../shared/data (see its README)")
     sets = text_sets()
-    port = free_port()
-    proc = start(router, tmp / "state", port)
-    url = f"http://127.0.0.1:{port}"
-    rows, decisions = [], []
-    try:
-        # warm-up: connections, the first batches
-        warm = [{"query": t} for texts in sets.values() for t in texts[-8:]]
-        asyncio.run(load(f"{url}/v1/route", warm, 4))
-        for name, texts in sets.items():
-            for clients in (1, 8, 64):
-                n = args.requests if clients > 1 else args.requests // 4
-                bodies = [{"query": texts[i % len(texts)]} for i in range(n)]
-                lat, err, wall, out = asyncio.run(load(f"{url}/v1/route", bodies, clients))
-                rows.append({"texts": name, **row("/v1/route", clients, lat, err, wall)})
-                decisions += [o["decisions"][0]["decision_id"] for o in out if o]
-                print(rows[-1], flush=True)
-        for clients in (1, 8):
-            ids = decisions[: args.requests] if clients > 1 else decisions[: args.requests // 4]
-            decisions = decisions[len(ids) :]
-            bodies = [{"decision_id": d, "score": 1.0} for d in ids]
-            lat, err, wall, _ = asyncio.run(load(f"{url}/v1/feedback", bodies, clients))
-            rows.append({"texts": "", **row("/v1/feedback", clients, lat, err, wall)})
-            print(rows[-1], flush=True)
-        stats = httpx.get(f"{url}/v1/stats").json()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-    kill = durability(router, tmp)
+    if args.quick:
+        sets = dict(list(sets.items())[:1])
+    rows = []
+    for backend in args.encoder_backends.split(","):
+        rows += levels(router, tmp, backend, sets, args.requests, quick=args.quick)
+    kill = durability(router, tmp) if not args.quick else {}
     print(kill, flush=True)
-    table = md(pd.DataFrame(rows).set_index(["endpoint", "texts"]), ".1f")
+    table = md(pd.DataFrame(rows).set_index(["endpoint", "encoder", "texts"]), ".1f")
+    if args.quick:
+        print(table)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     text = (
         f"# irt-bayes serve under load (loopback, embedding included)\n\n"
         f"Machine: {machine()} (the server and the clients share it). "
         f"Router: {desc}. Server and client in separate processes; one query per "
         f"route request; feedback by decision id, each a committed SQLite WAL "
         f"transaction (synchronous=FULL). The server runs with its defaults "
-        f"(--encoder-threads {default_encoder_threads()}).\n\n{table}\n\n"
-        f"The server encoded the route requests in {stats['batches']} batches "
-        f"({stats['decisions']} decisions in all).\n\n"
+        f"(--encoder-threads {default_encoder_threads()}) and the encoder named in the "
+        f"table: `onnx`, the default (the exact vectors), or `onnx-int8`. "
+        f"*server cores* and *client cores*: CPU seconds per second of the level.\n\n"
+        f"{table}\n\n"
         f"Durability, 8 clients sending feedback, server killed with SIGKILL after 4 s, "
         f"then restarted on the same state:\n\n"
         f"{md(pd.DataFrame([kill]).T.rename(columns={0: 'rows'}), '.0f')}\n"

@@ -23,9 +23,10 @@ Endpoints (JSON; errors are ``{"error": "<one line>"}``)
 
 How a request is served
 -----------------------
-Route requests wait in one queue; a single thread takes everything waiting, encodes
-the texts in one call and draws their predictive together (:class:`Batcher`), so under
-load the encoder sees batches, not single texts. The decisions are logged with their
+Route requests wait in one queue; a thread takes everything waiting and encodes the
+texts in one call, and a second thread draws their predictive together and routes them
+while the first encodes the next batch (:class:`Batcher`), so under load the encoder
+sees batches, not single texts, and both cores work. The decisions are logged with their
 propensity (the probability that the policy picks that LLM: 1 for the deterministic
 policies, the posterior probability of having the best utility for ``thompson``)
 before the response is sent.
@@ -61,7 +62,6 @@ import httpx
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -170,26 +170,37 @@ Job = tuple[list[str], Ask | None]  # texts, and None for "embed only"
 
 
 class Batcher:
-    """One thread that serves every waiting request in one pass of ``work``.
+    """Two threads that serve every waiting request in one pass, as a pipeline.
 
-    ``work(jobs)`` returns one result (or exception) per job; requests that arrive
-    while a pass runs wait for the next, so under load a pass sees many of them.
+    The first takes everything waiting and runs ``first(jobs)`` (the encoder); the
+    second runs ``second(jobs, first's result)`` (prediction, routing, the log) and
+    answers. The encoder's forward pass releases the GIL, so batch k+1 is encoded
+    while batch k is routed and the event loop answers HTTP: one thread doing both
+    kept the server at one core of two (measured, ``benchmarks/serve.py``). Requests
+    that arrive while a pass runs wait for the next, so under load a pass sees many.
+    ``second`` returns one result (or exception) per job.
     """
 
-    def __init__(self, work: Callable[[list[Job]], list[Any]]) -> None:
-        self._work = work
+    def __init__(
+        self,
+        first: Callable[[list[Job]], Any],
+        second: Callable[[list[Job], Any], list[Any]],
+    ) -> None:
+        self._first, self._second = first, second
         self._queue: queue.Queue[tuple[Job, Future]] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="irt-bayes-batcher", daemon=True)
+        # one pass waits between the stages at most: the encoder runs ahead by one
+        self._handoff: queue.Queue[tuple[list, Any]] = queue.Queue(maxsize=1)
         self.batches = 0
-        self._thread.start()
+        for name, target in (("encode", self._run_first), ("route", self._run_second)):
+            threading.Thread(target=target, name=f"irt-bayes-{name}", daemon=True).start()
 
-    def submit(self, texts: list[str], ask: Ask | None) -> Any:
-        """Wait for the result of one job (its exception is raised here)."""
+    def submit(self, texts: list[str], ask: Ask | None) -> Future:
+        """Queue one job; its future holds the result (or raises its exception)."""
         fut: Future = Future()
         self._queue.put(((texts, ask), fut))
-        return fut.result()
+        return fut
 
-    def _run(self) -> None:
+    def _run_first(self) -> None:
         while True:
             items = [self._queue.get()]
             n = len(items[0][0][0])
@@ -202,9 +213,21 @@ class Batcher:
                 n += len(item[0][0])
             self.batches += 1
             try:
-                results = self._work([job for job, _ in items])
+                state: Any = self._first([job for job, _ in items])
             except BaseException as err:  # noqa: BLE001 - handed to the waiting requests
-                results = [err] * len(items)
+                state = err
+            self._handoff.put((items, state))
+
+    def _run_second(self) -> None:
+        while True:
+            items, state = self._handoff.get()
+            if isinstance(state, BaseException):
+                results = [state] * len(items)
+            else:
+                try:
+                    results = self._second([job for job, _ in items], state)
+                except BaseException as err:  # noqa: BLE001 - handed to the waiting requests
+                    results = [err] * len(items)
             for (_, fut), res in zip(items, results, strict=True):
                 if isinstance(res, BaseException):
                     fut.set_exception(res)
@@ -228,7 +251,7 @@ class Service:
         self.last_seq = 0
         self.skipped = 0
         self.started = time.time()
-        self.batcher = Batcher(self._work)
+        self.batcher = Batcher(self._encode, self._work)
         self.decide(["warm up the encoder and the predictive"], log=False, **_WARM)
         self.catch_up()
         self._wake = threading.Event()
@@ -319,35 +342,35 @@ class Service:
 
     def decide(self, texts: list[str], *, log: bool = True, **ask: Any) -> list[dict[str, Any]]:
         """Route ``texts`` (decisions logged), with their alternatives; ``ask`` as :meth:`ask`."""
+        return self.decide_later(texts, log=log, **ask).result()
+
+    def decide_later(self, texts: list[str], *, log: bool = True, **ask: Any) -> Future:
+        """:meth:`decide` queued: a future of its decisions (settings checked here, now)."""
         a = self.ask(**ask)
         check_texts(texts)  # here, so one bad text fails its own request, not the batch
         return self.batcher.submit(list(texts), dataclasses.replace(a, log=log))
 
-    def _work(self, jobs: list[Job]) -> list[Any]:
-        """One batching pass: encode every text, predict, route each group of equal asks."""
+    def _encode(self, jobs: list[Job]) -> np.ndarray:
+        """The first stage of a pass: every text of ``jobs`` embedded in one call."""
+        return self.online.router_._embed([t for ts, _ in jobs for t in ts], None)
+
+    def _work(self, jobs: list[Job], emb: np.ndarray) -> list[Any]:
+        """The second stage: predict and route each group of equal asks, log the decisions."""
         view = self.online.router_
         texts = [t for ts, _ in jobs for t in ts]
-        emb = view._embed(texts, None)
         starts = np.cumsum([0] + [len(ts) for ts, _ in jobs])
         out: list[Any] = [emb[starts[i] : starts[i + 1]] for i in range(len(jobs))]
-        routed = [i for i, (_, a) in enumerate(jobs) if a is not None]
-        if not routed:
-            return out
-        pos = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in routed])
-        q = pd.DataFrame({"query_id": [f"b{p}" for p in pos], "query": [texts[p] for p in pos]})
-        draws = view.predict_proba(q, embeddings=emb[pos])
-        at = {p: k for k, p in enumerate(pos)}  # text position -> query of draws
         groups: dict[Any, list[int]] = {}
-        for i in routed:
-            a = jobs[i][1]
-            # a budget binds over its own request's queries only
-            groups.setdefault(a if a.budget is None else (a, i), []).append(i)
+        for i, (_, a) in enumerate(jobs):
+            if a is not None:  # None: embed only
+                # a budget binds over its own request's queries only
+                groups.setdefault(a if a.budget is None else (a, i), []).append(i)
         log = []
         for members in groups.values():
             a = jobs[members[0]][1]
-            cols = [at[p] for i in members for p in range(starts[i], starts[i + 1])]
+            pos = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in members])
             try:
-                decided, rows = self._route(view, draws.isel(query=cols), texts, emb, pos[cols], a)
+                decided, rows = self._route(view, texts, emb, pos, a)
             except (DataError, IrtBayesError) as err:
                 for i in members:
                     out[i] = err
@@ -363,19 +386,22 @@ class Service:
         return out
 
     def _route(
-        self, view, draws, texts: list[str], emb: np.ndarray, pos: np.ndarray, a: Ask
+        self, view, texts: list[str], emb: np.ndarray, pos: np.ndarray, a: Ask
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # noqa: ANN001
-        """Decisions for the queries of ``draws`` and the rows that log them."""
-        if a.llms is not None:
-            draws = draws.sel(llm=list(a.llms))
-        llms = [str(m) for m in draws["llm"].to_numpy()]
+        """Decisions for the texts at ``pos`` and the rows that log them."""
+        q = pd.DataFrame({"query_id": [f"b{p}" for p in pos], "query": [texts[p] for p in pos]})
+        draws = None
+        llms = [str(m) for m in view.llms_]
+        if a.llms is not None:  # the predictive of the subset only
+            draws = view.predict_proba(q, embeddings=emb[pos]).sel(llm=list(a.llms))
+            llms = list(a.llms)
         prices = self.prices(view).reindex(llms)
         if prices.isna().any():
             raise DataError(f"no price for LLM {prices.index[prices.isna()][0]!r}")
         seed = secrets.randbits(32)
         res = route(
             view,
-            pd.DataFrame({"query_id": draws["query"].to_numpy(), "query": [texts[p] for p in pos]}),
+            q,
             costs=prices,
             willingness_to_pay=a.willingness_to_pay,
             alpha=a.alpha,
@@ -383,6 +409,7 @@ class Service:
             quantile=a.quantile,
             budget=a.budget,
             seed=seed,
+            embeddings=emb[pos] if draws is None else None,
             draws=draws,
         )
         n, J = len(pos), len(llms)
@@ -435,7 +462,11 @@ class Service:
             if llm not in self.online.llms:
                 raise DataError(f"unknown LLM {llm!r}; the pool is {self.online.llms}")
             check_texts([query])
-            row = {"query": query, "embedding": self.batcher.submit([query], None)[0], "llm": llm}
+            row = {
+                "query": query,
+                "embedding": self.batcher.submit([query], None).result()[0],
+                "llm": llm,
+            }
         (seq,) = self.store.add_feedback([{**row, "score": score}])
         self._wake.set()
         return seq
@@ -640,36 +671,57 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
         msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
         return error(422, f"{'.'.join(where)}: {msg}" if where else msg)
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next):  # noqa: ANN001, ANN202
-        if settings.api_key and request.url.path != "/health":
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
-                return error(401, "missing or wrong API key (Authorization: Bearer KEY)")
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return error(422, f"request body of {length} bytes; the limit is {MAX_BODY} bytes")
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        m_latency.labels(request.url.path).observe(time.perf_counter() - t0)
-        return response
+    class Guard:
+        """The API key, the body limit and the latency histogram, as plain ASGI.
+
+        (``@app.middleware("http")`` runs every request through extra tasks and
+        streams; this adds nothing a request does not use.)
+        """
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+            if scope["type"] != "http":
+                return await self.inner(scope, receive, send)
+            path = scope["path"]
+            headers = dict(scope["headers"])
+            if settings.api_key and path != "/health":
+                given = headers.get(b"authorization", b"")
+                if not hmac.compare_digest(given, f"Bearer {settings.api_key}".encode()):
+                    refused = error(401, "missing or wrong API key (Authorization: Bearer KEY)")
+                    return await refused(scope, receive, send)
+            length = headers.get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+                told = length.decode("latin-1")
+                refused = error(422, f"request body of {told} bytes; the limit is {MAX_BODY} bytes")
+                return await refused(scope, receive, send)
+            t0 = time.perf_counter()
+            await self.inner(scope, receive, send)
+            m_latency.labels(path).observe(time.perf_counter() - t0)
+            return None
+
+    app.add_middleware(Guard)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "llms": len(svc.online.llms), "feedback": svc.last_seq}
 
     @app.post("/v1/route")
-    def route_endpoint(req: RouteRequest) -> Any:
+    async def route_endpoint(req: RouteRequest) -> Any:
         texts = [req.query] if req.query is not None else list(req.queries or [])
         try:
-            out = svc.decide(
-                texts,
-                willingness_to_pay=req.willingness_to_pay,
-                alpha=req.alpha,
-                policy=req.policy,
-                quantile=req.quantile,
-                budget=req.budget,
-                llms=req.llms,
+            # awaited on the event loop: no thread-pool hop per request
+            out = await asyncio.wrap_future(
+                svc.decide_later(
+                    texts,
+                    willingness_to_pay=req.willingness_to_pay,
+                    alpha=req.alpha,
+                    policy=req.policy,
+                    quantile=req.quantile,
+                    budget=req.budget,
+                    llms=req.llms,
+                )
             )
         except (DataError, IrtBayesError) as err:
             return error(422, str(err))
@@ -714,11 +766,12 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
             opts = _settings_from_model(str(body.get("model", "irt-bayes")))
             text = _last_user_text(body.get("messages"))
             d = (
-                await run_in_threadpool(
-                    svc.decide,
-                    [text],
-                    llms=list(settings.backends),
-                    **{"willingness_to_pay": None, "alpha": None, "policy": None, **opts},
+                await asyncio.wrap_future(
+                    svc.decide_later(
+                        [text],
+                        llms=list(settings.backends),
+                        **{"willingness_to_pay": None, "alpha": None, "policy": None, **opts},
+                    )
                 )
             )[0]
         except (DataError, IrtBayesError) as err:
@@ -818,10 +871,14 @@ def serve(
     settings = settings or ServiceSettings()
     check_exposure(host, settings.api_key)
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(settings.encoder_threads or default_encoder_threads())
-    store = StateStore(state)
-    app = create_app(router, store, settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
-    server = uvicorn.Server(config)
-    asyncio.run(server.serve())
+    # one BLAS thread: a pass's products are small, and idle BLAS threads spinning
+    # beside the encoder and the event loop doubled the predictive's time (measured)
+    with threadpool_limits(limits=1, user_api="blas"):
+        store = StateStore(state)
+        app = create_app(router, store, settings)
+        config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+        server = uvicorn.Server(config)
+        asyncio.run(server.serve())

@@ -77,3 +77,28 @@ def test_backend_is_checked():
     enc.encode(["load it"])
     with pytest.raises(IrtBayesError, match="before its first encode"):
         enc.backend = "onnx"
+
+
+def test_int8_is_close_to_torch_and_stays_out_of_the_cache(torch_vectors, tmp_path):
+    enc = QueryEncoder(cache_dir=tmp_path, show_progress=False, backend="onnx-int8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OnnxFallbackWarning)
+        got = enc.encode(TEXTS)
+    assert enc.backend == "onnx-int8"
+    cosine = (got.astype(np.float64) * torch_vectors).sum(axis=1)
+    assert cosine.min() >= onnx_backend.INT8_MIN_COSINE and cosine.max() < 1 - 1e-6
+    names = sorted(p.name for p in (tmp_path / "onnx").glob("transformer-*.onnx"))
+    assert len(names) == 2 and names[0].endswith("-int8.onnx")  # fp32 export, then int8
+    # approximate vectors never reach the cache that exact encoders read
+    exact = QueryEncoder(cache_dir=tmp_path, show_progress=False, backend="onnx")
+    np.testing.assert_allclose(exact.encode(TEXTS), torch_vectors, atol=TOLERANCE, rtol=0)
+
+
+def test_int8_below_its_cosine_keeps_torch(torch_vectors, tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_backend, "INT8_MIN_COSINE", 1.0)
+    enc = QueryEncoder(cache_dir=False, show_progress=False, backend="onnx-int8")
+    enc._onnx_dir = tmp_path / "onnx"
+    with pytest.warns(OnnxFallbackWarning, match="int8 embeddings have cosine"):
+        got = enc.encode(TEXTS)
+    assert enc.backend == "torch"
+    np.testing.assert_array_equal(got, torch_vectors)
