@@ -17,6 +17,10 @@ The router is the 2pl fitted by ADVI on the RouterBench train files (11 LLMs, 1,
 queries), unless ``--router`` names one. Targets on 2 cores: at 8 clients p99 <= 50 ms
 and >= 200 decisions/s, no errors at 64 clients, nothing acknowledged lost.
 
+Both encoders are measured: ``onnx`` (the default, the exact vectors) and
+``onnx-int8``, with what the int8 vectors cost in prediction and routing on the
+RouterBench test prompts.
+
 Usage (from the repository root)::
 
     python benchmarks/serve.py [--router DIR] [--requests 400] [--out FILE]
@@ -180,6 +184,34 @@ def durability(router: Path, tmp: Path) -> dict:
     }
 
 
+def fidelity(router_dir: Path) -> pd.DataFrame:
+    """What onnx-int8 costs: its vectors and the router's predictions and routing vs onnx.
+
+    On the RouterBench test prompts, the router fitted on exact vectors routes from each
+    encoder's vectors; the difference is the price of the faster encoder.
+    """
+    from irt_bayes import IRTRouter
+    from irt_bayes.encoding import QueryEncoder
+    from irt_bayes.evaluation import evaluate_router
+
+    test = routerbench("test")
+    texts = test.queries["query"].tolist()
+    router = IRTRouter.load(router_dir, progress=False, cache_dir=False)
+    vectors, rows = {}, []
+    for backend in ("onnx", "onnx-int8"):
+        vectors[backend] = QueryEncoder(cache_dir=False, backend=backend).encode(texts)
+    exact = vectors["onnx"].astype(np.float64)
+    p_exact = router.predict(test.queries, embeddings=exact)["p_mean"].to_numpy()
+    for backend, v in vectors.items():
+        cos = (v.astype(np.float64) * exact).sum(axis=1)
+        dp = np.abs(router.predict(test.queries, embeddings=v)["p_mean"].to_numpy() - p_exact)
+        m = evaluate_router(router, test, embeddings=v).loc[f"irt-bayes {router.spec_.name}"]
+        rows.append({"encoder": backend, "min cosine": cos.min(), "mean cosine": cos.mean(),
+                     "mean abs dP": dp.mean(), "max abs dP": dp.max(), "routing AUC": m["auc"],
+                     "log loss": m["log_loss"], "ECE": m["ece"]})  # fmt: skip
+    return pd.DataFrame(rows).set_index("encoder")
+
+
 def levels(
     router: Path, tmp: Path, backend: str, sets: dict[str, list[str]], n: int, *, quick: bool
 ) -> list[dict]:
@@ -254,6 +286,7 @@ def main() -> None:
         rows += levels(router, tmp, backend, sets, args.requests, quick=args.quick)
     kill = durability(router, tmp) if not args.quick else {}
     print(kill, flush=True)
+    fid = fidelity(router) if not args.quick else None
     table = md(pd.DataFrame(rows).set_index(["endpoint", "encoder", "texts"]), ".1f")
     if args.quick:
         print(table)
@@ -271,7 +304,11 @@ def main() -> None:
         f"{table}\n\n"
         f"Durability, 8 clients sending feedback, server killed with SIGKILL after 4 s, "
         f"then restarted on the same state:\n\n"
-        f"{md(pd.DataFrame([kill]).T.rename(columns={0: 'rows'}), '.0f')}\n"
+        f"{md(pd.DataFrame([kill]).T.rename(columns={0: 'rows'}), '.0f')}\n\n"
+        f"What the int8 encoder costs: the router (fitted on exact vectors) on the "
+        f"RouterBench test prompts, from each encoder's vectors (dP: change of the mean "
+        f"predicted P(correct) of a (query, LLM) from the exact vectors'):\n\n"
+        f"{md(fid, '.4f')}\n"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
