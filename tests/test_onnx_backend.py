@@ -44,11 +44,20 @@ def test_onnx_agrees_with_torch_and_reuses_its_export(torch_vectors, tmp_path):
     assert again.backend == "onnx" and files[0].stat().st_mtime_ns == stamp
 
 
-def test_disagreement_keeps_torch(torch_vectors, tmp_path, monkeypatch):
-    monkeypatch.setattr(onnx_backend, "TOLERANCE", 0.0)
-    enc = QueryEncoder(cache_dir=False, show_progress=False, backend="onnx")
+@pytest.mark.parametrize(
+    "backend, threshold, value, match",
+    [
+        ("onnx", "TOLERANCE", 0.0, "differ from torch's"),
+        ("onnx-int8", "INT8_MIN_COSINE", 1.0, "int8 embeddings have cosine"),
+    ],
+)
+def test_disagreement_keeps_torch(
+    torch_vectors, tmp_path, monkeypatch, backend, threshold, value, match
+):
+    monkeypatch.setattr(onnx_backend, threshold, value)  # a check no session can pass
+    enc = QueryEncoder(cache_dir=False, show_progress=False, backend=backend)
     enc._onnx_dir = tmp_path / "onnx"
-    with pytest.warns(OnnxFallbackWarning, match="differ from torch's"):
+    with pytest.warns(OnnxFallbackWarning, match=match):
         got = enc.encode(TEXTS)
     assert enc.backend == "torch"
     np.testing.assert_array_equal(got, torch_vectors)
@@ -92,13 +101,3 @@ def test_int8_is_close_to_torch_and_stays_out_of_the_cache(torch_vectors, tmp_pa
     # approximate vectors never reach the cache that exact encoders read
     exact = QueryEncoder(cache_dir=tmp_path, show_progress=False, backend="onnx")
     np.testing.assert_allclose(exact.encode(TEXTS), torch_vectors, atol=TOLERANCE, rtol=0)
-
-
-def test_int8_below_its_cosine_keeps_torch(torch_vectors, tmp_path, monkeypatch):
-    monkeypatch.setattr(onnx_backend, "INT8_MIN_COSINE", 1.0)
-    enc = QueryEncoder(cache_dir=False, show_progress=False, backend="onnx-int8")
-    enc._onnx_dir = tmp_path / "onnx"
-    with pytest.warns(OnnxFallbackWarning, match="int8 embeddings have cosine"):
-        got = enc.encode(TEXTS)
-    assert enc.backend == "torch"
-    np.testing.assert_array_equal(got, torch_vectors)
