@@ -24,6 +24,8 @@ RouterBench test prompts.
 Usage (from the repository root)::
 
     python benchmarks/serve.py [--router DIR] [--requests 400] [--out FILE]
+        [--encoder-backends onnx,onnx-int8] [--serve-args "--encoder-threads 2"]
+        [--quick]   # ARC at 1 and 8 clients only, printed, nothing written
 """
 
 from __future__ import annotations
