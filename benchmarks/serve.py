@@ -69,19 +69,18 @@ def text_sets() -> dict[str, list[str]]:
     }
 
 
-EXTRA: list[str] = []  # more serve options (--serve-args)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start(router: Path, state: Path, port: int, backend: str = "onnx") -> subprocess.Popen:
+def start(
+    router: Path, state: Path, port: int, backend: str = "onnx", extra: tuple[str, ...] = ()
+) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "irt_bayes.cli", "serve", str(router), "--state", str(state),
            "--port", str(port), "--willingness-to-pay", "20", "--quiet",
-           "--encoder-backend", backend, *EXTRA]  # fmt: skip
+           "--encoder-backend", backend, *extra]  # fmt: skip
     log = open(state.parent / f"server-{port}.log", "a")  # noqa: SIM115 - the server's
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     wait_until_healthy(f"http://127.0.0.1:{port}", 300, proc)
@@ -215,11 +214,18 @@ def fidelity(router_dir: Path) -> pd.DataFrame:
 
 
 def levels(
-    router: Path, tmp: Path, backend: str, sets: dict[str, list[str]], n: int, *, quick: bool
+    router: Path,
+    tmp: Path,
+    backend: str,
+    sets: dict[str, list[str]],
+    n: int,
+    *,
+    quick: bool,
+    extra: tuple[str, ...] = (),
 ) -> list[dict]:
     """Every load level against one server run with ``--encoder-backend backend``."""
     port = free_port()
-    proc = start(router, tmp / f"state-{backend}", port, backend)
+    proc = start(router, tmp / f"state-{backend}", port, backend, extra)
     url = f"http://127.0.0.1:{port}"
     rows, decisions = [], []
     try:
@@ -266,7 +272,6 @@ def main() -> None:
     )
     ap.add_argument("--serve-args", default="", help="more options for irt-bayes serve")
     args = ap.parse_args()
-    EXTRA.extend(args.serve_args.split())
     tmp = Path(tempfile.mkdtemp(prefix="irt-bayes-serve-"))
     router = args.router
     desc = f"{router} (--router)"
@@ -285,7 +290,15 @@ def main() -> None:
         sets = dict(list(sets.items())[:1])
     rows = []
     for backend in args.encoder_backends.split(","):
-        rows += levels(router, tmp, backend, sets, args.requests, quick=args.quick)
+        rows += levels(
+            router,
+            tmp,
+            backend,
+            sets,
+            args.requests,
+            quick=args.quick,
+            extra=tuple(args.serve_args.split()),
+        )
     kill = durability(router, tmp) if not args.quick else {}
     print(kill, flush=True)
     fid = fidelity(router) if not args.quick else None

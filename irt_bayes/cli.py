@@ -1009,7 +1009,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what runs the text encoder: ONNX Runtime (the same embeddings to 1e-5, checked "
         "at start, about twice as fast; falls back to torch with a warning), its int8 copy "
         "(another 2-2.5x faster, approximate: cosine >= 0.98 with the exact vectors, routing "
-        "AUC -0.0006 on RouterBench) or torch",
+        "AUC 0.8835 against 0.8840 on RouterBench) or torch",
     )
     sv.add_argument("--quiet", action="store_true", help=QUIET_HELP)
 

@@ -16,7 +16,7 @@ fly). It is another 2-2.5 times faster, but its vectors are approximate: it is k
 every probe's cosine with torch's vector is at least :data:`INT8_MIN_COSINE`. On the
 RouterBench test prompts the cosine was 0.988 at worst (0.994 on average), mean
 P(correct) moved by 0.007 on average (0.13 at most) and the routing AUC fell from
-0.8841 to 0.8835 (``benchmarks/serve.py``); routers are fitted on exact vectors, so this
+0.8840 to 0.8835 (``benchmarks/serve.py``); routers are fitted on exact vectors, so this
 is a speed-for-accuracy trade a service chooses, never a default.
 
 The ONNX files are written by irt-bayes into its own cache folder (a temporary file,

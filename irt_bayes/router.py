@@ -75,7 +75,7 @@ def as_query_frame(queries: pd.DataFrame | Sequence[str]) -> pd.DataFrame:
             raise DataError(f"queries lack column {missing[0]!r}")
         cols = [c for c in ("query_id", "query", "dataset") if c in queries.columns]
         ids = queries["query_id"]
-        if (  # already in shape (a service's every batch): skip the copies, ~1 ms each
+        if (  # already in shape (every service batch): skip 0.3 ms of copies a call
             list(queries.columns) == cols
             and isinstance(queries.index, pd.RangeIndex)
             and queries.index.start == 0

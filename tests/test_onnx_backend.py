@@ -27,12 +27,18 @@ def torch_vectors(tmp_path_factory) -> np.ndarray:
     return enc.encode(TEXTS)
 
 
-def test_onnx_agrees_with_torch_and_reuses_its_export(torch_vectors, tmp_path):
-    enc = QueryEncoder(cache_dir=tmp_path, show_progress=False, backend="onnx")
+def _encode_without_fallback(backend: str, cache) -> tuple[QueryEncoder, np.ndarray]:
+    """An encoder on ``backend`` and its vectors of TEXTS; falling back to torch fails."""
+    enc = QueryEncoder(cache_dir=cache, show_progress=False, backend=backend)
     with warnings.catch_warnings():
         warnings.simplefilter("error", OnnxFallbackWarning)
         got = enc.encode(TEXTS)
-    assert enc.backend == "onnx"
+    assert enc.backend == backend
+    return enc, got
+
+
+def test_onnx_agrees_with_torch_and_reuses_its_export(torch_vectors, tmp_path):
+    enc, got = _encode_without_fallback("onnx", tmp_path)
     np.testing.assert_allclose(got, torch_vectors, atol=TOLERANCE, rtol=0)
     # one text alone gives what it gives in a batch (widths depend on the text only)
     np.testing.assert_allclose(enc.encode(TEXTS[2:3])[0], got[2], atol=1e-6, rtol=0)
@@ -89,11 +95,7 @@ def test_backend_is_checked():
 
 
 def test_int8_is_close_to_torch_and_stays_out_of_the_cache(torch_vectors, tmp_path):
-    enc = QueryEncoder(cache_dir=tmp_path, show_progress=False, backend="onnx-int8")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", OnnxFallbackWarning)
-        got = enc.encode(TEXTS)
-    assert enc.backend == "onnx-int8"
+    _, got = _encode_without_fallback("onnx-int8", tmp_path)
     cosine = (got.astype(np.float64) * torch_vectors).sum(axis=1)
     assert cosine.min() >= onnx_backend.INT8_MIN_COSINE and cosine.max() < 1 - 1e-6
     names = sorted(p.name for p in (tmp_path / "onnx").glob("transformer-*.onnx"))
