@@ -142,9 +142,9 @@ def test_partial_cache_hit_encodes_only_new_texts(make_encoder, tmp_path, monkey
     seen: list[str] = []
     original = encoding._encode_batches
 
-    def spy(model, texts, batch_size):
+    def spy(model, texts, *args):
         seen.extend(texts)
-        yield from original(model, texts, batch_size)
+        yield from original(model, texts, *args)
 
     monkeypatch.setattr(encoding, "_encode_batches", spy)
     y = make_encoder(cache_dir).encode(TEXTS)
@@ -156,9 +156,9 @@ def test_duplicates_in_one_call_are_encoded_once(make_encoder, monkeypatch):
     seen: list[str] = []
     original = encoding._encode_batches
 
-    def spy(model, texts, batch_size):
+    def spy(model, texts, *args):
         seen.extend(texts)
-        yield from original(model, texts, batch_size)
+        yield from original(model, texts, *args)
 
     monkeypatch.setattr(encoding, "_encode_batches", spy)
     enc = make_encoder()
@@ -195,8 +195,8 @@ def test_interrupted_encode_keeps_committed_batches(make_encoder, tmp_path, monk
     cache_dir = tmp_path / "cache"
     original = encoding._encode_batches
 
-    def interrupted(model, texts, batch_size):
-        gen = original(model, texts, batch_size)
+    def interrupted(model, texts, *args):
+        gen = original(model, texts, *args)
         yield next(gen)
         raise KeyboardInterrupt
 
