@@ -312,7 +312,7 @@ def main() -> None:
         f"Machine: {machine()} (the server and the clients share it). "
         f"Router: {desc}. Server and client in separate processes; one query per "
         f"route request; feedback by decision id, each a committed SQLite WAL "
-        f"transaction (synchronous=FULL). The server runs with its defaults "
+        f"transaction (synchronous=FULL; decision rows: NORMAL). The server runs with its defaults "
         f"(--encoder-threads {default_encoder_threads()}) and the encoder named in the "
         f"table: `onnx`, the default (the exact vectors), or `onnx-int8`. "
         f"*server cores* and *client cores*: CPU seconds per second of the level.\n\n"

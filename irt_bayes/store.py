@@ -3,7 +3,12 @@
 ``StateStore(location)`` takes a folder (an SQLite file ``state.sqlite`` inside it, in
 WAL mode with ``synchronous=FULL``: a committed row survives ``kill -9`` and power loss)
 or a PostgreSQL URL (``postgresql://user@host/db``), which replicas behind a load
-balancer share. Both go through SQLAlchemy Core, so the two have one schema and one
+balancer share. Decision rows are committed without waiting for the disk (SQLite's
+``synchronous=NORMAL`` on a second connection pool, PostgreSQL's ``synchronous_commit
+off``): they survive ``kill -9``, and the next feedback commit, which does wait, flushes
+them with it, so a decision is on disk before any feedback on it is acknowledged. The
+wait had been a tenth of a routing pass under load (``benchmarks/serve.py``).
+Both go through SQLAlchemy Core, so the two have one schema and one
 set of queries.
 
 Every decision row keeps what off-policy evaluation needs: the query, its embedding,
@@ -101,8 +106,11 @@ class StateStore:
             self.engine = sa.create_engine(url, **kwargs)
         except (sa.exc.ArgumentError, ImportError) as err:
             raise IrtBayesError(f"--state {location}: {err}") from err
+        self._log_engine = self.engine
         if self.sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            self._log_engine = sa.create_engine(url, **kwargs)
+            sa.event.listen(self._log_engine, "connect", _sqlite_log_pragmas)
         try:
             _meta.create_all(self.engine)
         except sa.exc.OperationalError as err:
@@ -123,7 +131,9 @@ class StateStore:
             for r in rows
         ]
         if values:
-            with self.engine.begin() as conn:
+            with self._log_engine.begin() as conn:
+                if not self.sqlite:
+                    conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
                 conn.execute(decisions.insert(), values)
 
     def decision(self, decision_id: str) -> dict[str, Any] | None:
@@ -209,6 +219,7 @@ class StateStore:
     def close(self) -> None:
         """Release the connections."""
         self.engine.dispose()
+        self._log_engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
@@ -216,6 +227,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
     cur.execute("PRAGMA journal_mode=WAL")
     # FULL: the WAL is synced at every commit, so an acknowledged row survives power loss
     cur.execute("PRAGMA synchronous=FULL")
+    cur.close()
+
+
+def _sqlite_log_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # NORMAL: in WAL mode the commit reaches the OS (it survives kill -9) but is synced
+    # with the next FULL commit or checkpoint
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
 

@@ -201,6 +201,12 @@ def test_store_keeps_order_and_is_in_wal_mode(tmp_path):
     assert fb["query"].tolist() == ["x1", "x2"]
     np.testing.assert_array_equal(fb["embedding"].iloc[1], e + 2)
     assert store.counts()["feedback"] == 4 and store.counts()["llms"]["b"]["feedback"] == 3
+    # feedback waits for the disk at commit; the decision log leaves that to the next one
+    sync = {
+        name: engine.connect().exec_driver_sql("PRAGMA synchronous").scalar()
+        for name, engine in (("feedback", store.engine), ("decisions", store._log_engine))
+    }
+    assert sync == {"feedback": 2, "decisions": 1}  # FULL, NORMAL
     store.close()
     mode = sqlite3.connect(tmp_path / STATE_FILE).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
