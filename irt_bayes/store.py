@@ -20,6 +20,7 @@ replica, and a restarted one, reaches the same posterior.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -110,7 +111,11 @@ class StateStore:
         if self.sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             self._log_engine = sa.create_engine(url, **kwargs)
-            sa.event.listen(self._log_engine, "connect", _sqlite_log_pragmas)
+            sa.event.listen(
+                self._log_engine,
+                "connect",
+                functools.partial(_sqlite_pragmas, synchronous="NORMAL"),
+            )
         try:
             _meta.create_all(self.engine)
         except sa.exc.OperationalError as err:
@@ -222,20 +227,13 @@ class StateStore:
         self._log_engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+def _sqlite_pragmas(dbapi_conn, _record, synchronous: str = "FULL") -> None:  # noqa: ANN001
+    # FULL: the WAL is synced at every commit, so an acknowledged row survives power loss;
+    # NORMAL (the decision log): the commit reaches the OS (it survives kill -9) and is
+    # synced with the next FULL commit or checkpoint
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    # FULL: the WAL is synced at every commit, so an acknowledged row survives power loss
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.close()
-
-
-def _sqlite_log_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    # NORMAL: in WAL mode the commit reaches the OS (it survives kill -9) but is synced
-    # with the next FULL commit or checkpoint
-    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA synchronous={synchronous}")
     cur.close()
 
 
