@@ -39,6 +39,7 @@ warnings.filterwarnings("ignore")
 STRATEGIES = {
     "adaptive": "abilities",
     "adaptive-pred": "predictions",
+    "adaptive-acc": "accuracy",
     "random": None,
     "anchor": None,
 }

@@ -1120,10 +1120,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pb.add_argument(
         "--target",
-        choices=["predictions", "abilities"],
-        default="predictions",
-        help="what the probes should teach: the LLM's P(correct) on the training queries "
-        "(I-optimal), or its abilities themselves (D-optimal)",
+        choices=["accuracy", "predictions", "abilities"],
+        default="accuracy",
+        help="what the probes should teach: the LLM's mean accuracy over the training "
+        "queries (c-optimal), its P(correct) on each of them (I-optimal), or its "
+        "abilities themselves (D-optimal)",
     )
     pb.add_argument(
         "--data", nargs="+", metavar="DATA", help="the training files, to write query texts"

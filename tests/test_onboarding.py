@@ -100,7 +100,9 @@ def test_thirty_adaptive_probes_cover_the_truth(pool, router: IRTRouter, new_llm
     assert lo - 0.02 <= observed <= hi + 0.02  # 0.02: the predictive's own Monte Carlo
 
 
-def _simulated_errors(router: IRTRouter, strategy: str, n: int, n_llms: int) -> float:
+def _simulated_errors(
+    router: IRTRouter, strategy: str, n: int, n_llms: int, target: str = "predictions"
+) -> float:
     """Mean |predicted - true| accuracy on the training queries of LLMs simulated
     from the model itself (answers from posterior draw 0's items)."""
     comps, dr = router.components_, router.draws_
@@ -121,7 +123,9 @@ def _simulated_errors(router: IRTRouter, strategy: str, n: int, n_llms: int) -> 
             chosen = []
             while len(chosen) < n:
                 after = answers[answers["query_id"].isin(chosen)] if chosen else None
-                chosen += router.suggest_probes(10, after=after, seed=k)["query_id"].tolist()
+                chosen += router.suggest_probes(10, after=after, seed=k, target=target)[
+                    "query_id"
+                ].tolist()
         pos = pd.Index(ids).get_indexer(chosen)
         phi, _ = fit_new_llm(
             o[:, pos], z[:, pos], None, y[pos], np.ones(n), sd, np.random.default_rng(k)
@@ -133,8 +137,9 @@ def _simulated_errors(router: IRTRouter, strategy: str, n: int, n_llms: int) -> 
     return float(np.mean(errors))
 
 
-def test_adaptive_probes_beat_random_ones(router: IRTRouter) -> None:
-    adaptive = _simulated_errors(router, "adaptive", 30, 40)
+@pytest.mark.parametrize("target", ["predictions", "accuracy", "abilities"])
+def test_adaptive_probes_beat_random_ones(router: IRTRouter, target: str) -> None:
+    adaptive = _simulated_errors(router, "adaptive", 30, 40, target)
     random = _simulated_errors(router, "random", 30, 40)
     assert adaptive < 0.9 * random, (adaptive, random)
 
@@ -236,7 +241,7 @@ def test_probes_target_predictions(router: IRTRouter) -> None:
     assert probes["query_id"].is_unique and len(probes) == 8
     assert (np.diff(probes["gain"]) <= 1e-12).all()  # greedy gains only fall
     with pytest.raises(IrtBayesError, match="unknown target"):
-        router.suggest_probes(3, target="accuracy")
+        router.suggest_probes(3, target="variance")
 
 
 def test_an_onboarded_router_survives_save_and_load(
