@@ -50,7 +50,9 @@ __all__ = [
     "ArrayDraws",
     "CHOICE_COLUMNS",
     "POLICIES",
+    "Decisions",
     "RoutingResult",
+    "decide",
     "QueryCostModel",
     "token_costs",
     "route",
@@ -160,6 +162,59 @@ def token_costs(
         + (out_tok * np.array([output_price[m] for m in llms]))[None, :]
     )
     return pd.DataFrame(cost, columns=llms)
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """A batch's routing decisions as arrays (:func:`decide`).
+
+    Attributes
+    ----------
+    query_ids : numpy.ndarray
+        (n,) the queries, in order.
+    llms : list of str
+        (J,) the LLMs, in order.
+    columns : dict of str to numpy.ndarray
+        (n, J) per (query, LLM): the columns of :attr:`RoutingResult.table` but
+        ``query_id``, ``llm`` and ``chosen``.
+    choice : numpy.ndarray
+        (n,) position in ``llms`` of each query's choice.
+    policy : str
+    settings : dict
+    multiplier : float
+        Extra cost weight found by the budget search (0 without a budget).
+    """
+
+    query_ids: np.ndarray
+    llms: list[str]
+    columns: dict[str, np.ndarray]
+    choice: np.ndarray
+    policy: str
+    settings: dict[str, Any]
+    multiplier: float = 0.0
+
+    def result(self) -> RoutingResult:
+        """The decisions as a :class:`RoutingResult` (one table row per query and LLM)."""
+        n, J = len(self.query_ids), len(self.llms)
+        chosen = np.zeros((n, J), bool)
+        chosen[np.arange(n), self.choice] = True
+        table = pd.DataFrame(
+            {
+                "query_id": np.repeat(self.query_ids, J),
+                "llm": np.tile(np.asarray(self.llms, dtype=object), n),
+                **{c: np.asarray(v).ravel() for c, v in self.columns.items()},
+                "chosen": chosen.ravel(),
+            },
+            copy=False,  # the (n, J) columns are views of arrays made here: no second copy
+        )
+        choices = table[table["chosen"]][list(CHOICE_COLUMNS)].reset_index(drop=True)
+        return RoutingResult(
+            table=table,
+            choices=choices,
+            policy=self.policy,
+            settings=self.settings,
+            multiplier=self.multiplier,
+        )
 
 
 @dataclass
@@ -572,7 +627,7 @@ def budget_multiplier(
     budget : float
         USD for the batch.
     policy, quantile, seed
-        As for :func:`route`.
+        As for :func:`decide`.
     iters : int
         Bisection steps.
     memory_budget : int, optional
@@ -596,7 +651,7 @@ def budget_multiplier(
     return router.multiplier(budget, iters)
 
 
-def route(
+def decide(
     router: Any,
     queries: pd.DataFrame | Sequence[str] | ResponseData,
     *,
@@ -613,8 +668,8 @@ def route(
     draws: xr.DataArray | None = None,
     memory_budget: int | None = None,
     first_row: int = 0,
-) -> RoutingResult:
-    """Route queries to LLMs by posterior expected utility.
+) -> Decisions:
+    """Route queries to LLMs by posterior expected utility: the decisions as arrays.
 
     The posterior draws are worked through in blocks of queries (and of LLMs) that fit
     the memory budget, never all at once; the decisions do not depend on the blocks.
@@ -659,13 +714,19 @@ def route(
 
     Returns
     -------
-    RoutingResult
+    Decisions
+        What :func:`route` tabulates, without the table (the service's per-request
+        path: building the frames was a quarter of a routing pass).
+
+    See Also
+    --------
+    route : the same decisions as a :class:`RoutingResult` of data frames.
 
     Examples
     --------
     >>> from irt_bayes import IRTRouter, simulate_pool
     >>> router = IRTRouter(progress=False).fit(simulate_pool(200, 6).responses)  # doctest: +SKIP
-    >>> route(router, ["What is 2 + 2?"], willingness_to_pay=50).choices  # doctest: +SKIP
+    >>> decide(router, ["What is 2 + 2?"], willingness_to_pay=50).choice  # doctest: +SKIP
     """
     from irt_bayes.router import as_query_frame
 
@@ -702,33 +763,21 @@ def route(
     )
     mu = 0.0 if budget is None else chooser.multiplier(budget)
     util = chooser.utility(mu)
-    choice = util.argmax(axis=1)
-    prob_best = chooser.prob_best(mu)
-    stats = chooser.stats
     n, J = cost.shape
-    chosen = np.zeros((n, J), bool)
-    chosen[np.arange(n), choice] = True
     # what the utility was computed from, so a reader can redo the sum row by row
     score = np.full((n, J), np.nan) if policy == "prob-best" else chooser.score
-    weight = np.broadcast_to(chooser.cost_weight + mu, (n, J))
-    table = pd.DataFrame(
-        {
-            "query_id": np.repeat(qids, J),
-            "llm": np.tile(np.asarray(llms, dtype=object), n),
-            "expected_accuracy": stats["mean"].ravel(),
-            "accuracy_sd": stats["sd"].ravel(),
-            "accuracy_low": stats["quantiles"][0].ravel(),
-            "accuracy_high": stats["quantiles"][1].ravel(),
-            "prob_best": prob_best.ravel(),
-            "accuracy_used": score.ravel(),
-            "expected_cost": cost.ravel(),
-            "cost_weight": weight.ravel(),
-            "utility": util.ravel(),
-            "chosen": chosen.ravel(),
-        },
-        copy=False,  # the (n, J) columns are views of arrays made here: no second copy
-    )
-    choices = table[table["chosen"]][list(CHOICE_COLUMNS)].reset_index(drop=True)
+    stats = chooser.stats
+    columns = {
+        "expected_accuracy": stats["mean"],
+        "accuracy_sd": stats["sd"],
+        "accuracy_low": stats["quantiles"][0],
+        "accuracy_high": stats["quantiles"][1],
+        "prob_best": chooser.prob_best(mu),
+        "accuracy_used": score,
+        "expected_cost": cost,
+        "cost_weight": np.broadcast_to(chooser.cost_weight + mu, (n, J)),
+        "utility": util,
+    }
     settings = {
         "willingness_to_pay": willingness_to_pay,
         "alpha": alpha,
@@ -738,6 +787,39 @@ def route(
         "warmup": warmup,
         "use_labels": use_labels,
     }
-    return RoutingResult(
-        table=table, choices=choices, policy=policy, settings=settings, multiplier=mu
-    )
+    return Decisions(qids, llms, columns, util.argmax(axis=1), policy, settings, mu)
+
+
+def route(
+    router: Any,
+    queries: pd.DataFrame | Sequence[str] | ResponseData,
+    **options: Any,
+) -> RoutingResult:
+    """Route queries to LLMs by posterior expected utility.
+
+    Parameters
+    ----------
+    router : IRTRouter
+        A fitted router (its ``prices_`` are the default costs).
+    queries : DataFrame, ResponseData or sequence of str
+        Queries to route.
+    **options
+        The keyword arguments of :func:`decide`: ``costs``, ``willingness_to_pay``,
+        ``alpha``, ``policy``, ``budget``, ``quantile``, ``seed``, ``embeddings``,
+        ``warmup``, ``use_labels``, ``draws``, ``memory_budget``, ``first_row``.
+
+    Returns
+    -------
+    RoutingResult
+
+    See Also
+    --------
+    decide : the same decisions as arrays.
+
+    Examples
+    --------
+    >>> from irt_bayes import IRTRouter, simulate_pool
+    >>> router = IRTRouter(progress=False).fit(simulate_pool(200, 6).responses)  # doctest: +SKIP
+    >>> route(router, ["What is 2 + 2?"], willingness_to_pay=50).choices  # doctest: +SKIP
+    """
+    return decide(router, queries, **options).result()

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import hmac
 import ipaddress
 import json
@@ -72,7 +73,7 @@ from irt_bayes.backends import Backend
 from irt_bayes.encoding import check_texts
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.online import OnlinePosterior
-from irt_bayes.routing import POLICIES, route
+from irt_bayes.routing import POLICIES, decide
 from irt_bayes.store import StateStore
 
 __all__ = [
@@ -399,7 +400,7 @@ class Service:
         if prices.isna().any():
             raise DataError(f"no price for LLM {prices.index[prices.isna()][0]!r}")
         seed = secrets.randbits(32)
-        res = route(
+        res = decide(
             view,
             q,
             costs=prices,
@@ -413,13 +414,16 @@ class Service:
             draws=draws,
         )
         n, J = len(pos), len(llms)
-        t = {c: res.table[c].to_numpy().reshape(n, J) for c in _OPTION_COLUMNS}
-        chosen = res.table["chosen"].to_numpy().reshape(n, J).argmax(axis=1)
+        # Python lists: one .tolist() per column, not a numpy scalar per cell
+        t = {c: np.asarray(res.columns[c]).tolist() for c in _OPTION_COLUMNS}
+        chosen = res.choice
         settings = {**dataclasses.asdict(a), "seed": seed, "online_updates": self.online.n_updates_}
         del settings["log"]
         decided, rows = [], []
         for i in range(n):
-            alts = [_option({c: t[c][i, j] for c in _OPTION_COLUMNS}) for j in range(J)]
+            alts = [
+                _option(res.llms[j], {c: t[c][i][j] for c in _OPTION_COLUMNS}) for j in range(J)
+            ]
             best = alts[chosen[i]]
             # the probability that the policy picks this LLM (off-policy evaluation)
             propensity = best["prob_best"] if a.policy == "thompson" else 1.0
@@ -508,7 +512,6 @@ class Service:
 
 
 _OPTION_COLUMNS = (
-    "llm",
     "expected_accuracy",
     "accuracy_sd",
     "accuracy_low",
@@ -520,9 +523,9 @@ _OPTION_COLUMNS = (
 _WARM = {"willingness_to_pay": 0.0, "alpha": None, "policy": "expected-utility"}
 
 
-def _option(r: dict[str, Any]) -> dict[str, Any]:
+def _option(llm: str, r: dict[str, Any]) -> dict[str, Any]:
     return {
-        "llm": str(r["llm"]),
+        "llm": llm,
         "expected_accuracy": {
             "mean": float(r["expected_accuracy"]),
             "sd": float(r["accuracy_sd"]),
@@ -646,6 +649,11 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
+        # The router, the encoder and the libraries are ~700k objects that live as long
+        # as the server; frozen, the collector no longer walks them, which was a fifth
+        # of a routing pass (8 queries: 9.6 -> 7.6 ms, measured in process)
+        gc.collect()
+        gc.freeze()
         yield
         svc.stop()
         await client.aclose()

@@ -111,6 +111,20 @@ def test_kernel_temperature_is_chosen_by_leave_one_out(advi_router):
     assert all(0.0 < v < 1.0 for v in losses.values())
 
 
+def test_query_prior_is_kept_while_its_arrays_are_the_routers(advi_router):
+    import copy
+
+    prior = advi_router.query_prior_
+    assert advi_router.query_prior_ is prior  # not remade (with its float64 copy) per call
+    other = copy.copy(advi_router)
+    other.train_embeddings_ = advi_router.train_embeddings_.copy()
+    assert other.query_prior_ is not prior
+    assert other.query_prior_.train_embeddings is other.train_embeddings_
+    other.tau_ = 2 * advi_router.tau_
+    assert other.query_prior_.tau == other.tau_
+    assert advi_router.query_prior_ is prior
+
+
 def test_prediction_is_reproducible(advi_router, new_queries):
     q = new_queries.head(10)
     np.testing.assert_array_equal(advi_router.predict_proba(q), advi_router.predict_proba(q))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from irt_bayes.data import ResponseData
 from irt_bayes.errors import DataError, IrtBayesError
-from irt_bayes.routing import QueryCostModel, route, token_costs
+from irt_bayes.routing import QueryCostModel, decide, route, token_costs
 from irt_bayes.simulate import simulate_pool
 
 LLMS = ["cheap", "mid", "pricey"]
@@ -49,6 +49,19 @@ def test_high_willingness_trades_accuracy_for_cost(draws: xr.DataArray) -> None:
     assert res.choices["llm"].tolist() == ["pricey", "cheap", "mid"]
     res = route(None, list("abc"), draws=draws, costs=PRICES, willingness_to_pay=1e6)
     assert set(res.choices["llm"]) == {"cheap"}
+
+
+@pytest.mark.parametrize("policy", ["expected-utility", "risk-averse", "prob-best"])
+def test_decide_holds_the_table_as_query_by_llm_arrays(draws: xr.DataArray, policy) -> None:
+    kw = dict(draws=draws, costs=PRICES, willingness_to_pay=1.0, policy=policy)
+    d = decide(None, list("abc"), **kw)
+    res = route(None, list("abc"), **kw)
+    assert d.llms == LLMS and list(d.query_ids) == ["q0", "q1", "q2"]
+    assert [d.llms[j] for j in d.choice] == res.choices["llm"].tolist()
+    for name, values in d.columns.items():
+        assert values.shape == (3, 3)
+        np.testing.assert_array_equal(values.ravel(), res.table[name].to_numpy())
+    np.testing.assert_array_equal(d.choice, d.columns["utility"].argmax(axis=1))
 
 
 def test_alpha_extremes(draws: xr.DataArray) -> None:
