@@ -4,9 +4,10 @@ Part 1 (onboarding): on the RouterBench arc_challenge + mbpp training files, eac
 11 LLMs is left out in turn; a router is fitted on the other ten and the left-out LLM is
 added from N of its training answers (``IRTRouter.add_llms``), chosen
 
-* ``adaptive``: by ``suggest_probes`` in rounds of 5, each round given the answers so far
-  (``adaptive-pred``: with ``target="predictions"``);
-* ``random``: uniformly among the training queries it answered (mean of 2 draws);
+* ``adaptive``: by ``suggest_probes`` in rounds of 5, each round given the answers so far,
+  with ``target="abilities"`` (``adaptive-pred``: ``"predictions"``; ``adaptive-acc``:
+  ``"accuracy"``, the default);
+* ``random``: uniformly among the training queries it answered (mean of 4 draws);
 * ``anchor``: tinyBenchmarks-style anchor points, the training query nearest each of N
   k-means centres of the other LLMs' correctness patterns.
 

@@ -186,8 +186,9 @@ COLUMNS: dict[str, dict[str, str]] = {
         "dataset": "its dataset label in the training data (where there were labels)",
         "rank": "order of choice: the best probe first, each chosen given those before it",
         "gain": "what the probe adds to the ones ranked before it: expected information "
-        "about the abilities in nats (--target abilities), or the fall in the mean "
-        "posterior variance of P(correct) over the training queries (--target predictions)",
+        "about the abilities in nats (--target abilities), the fall in the mean "
+        "posterior variance of P(correct) over the training queries (--target predictions), "
+        "or the fall in the variance of the mean P(correct) over them (--target accuracy)",
     },
     "onboard": {
         "llm": "an LLM added from RESPONSES",

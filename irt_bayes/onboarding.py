@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -776,7 +776,7 @@ def suggest_probes(
     draws: int = DESIGN_DRAWS,
     seed: int | None = None,
 ) -> pd.DataFrame:
-    """The ``n`` training queries that teach most about a new LLM's abilities.
+    """The ``n`` training queries that teach most about a new LLM (its accuracy, by default).
 
     Parameters
     ----------
@@ -944,16 +944,31 @@ def _pick_predictions(
     with ``B = M^-1 A M^-1`` and ``A = mean_i P'_i^2 z_i z_i^T``.
     """
     A = np.einsum("sq,sqp,sqr->spr", dp2, z, z, optimize=True) / z.shape[1]
+
+    def gain(cov: np.ndarray) -> np.ndarray:
+        u = (np.matmul(z, cov) * z).sum(axis=-1)
+        r = (np.matmul(z, cov @ A @ cov) * z).sum(axis=-1)
+        return w * r / (1.0 + w * u)
+
+    return _greedy(gain, w, z, cov, taken, n)
+
+
+def _greedy(
+    gain: Callable[[np.ndarray], np.ndarray],
+    w: np.ndarray,
+    z: np.ndarray,
+    cov: np.ndarray,
+    taken: np.ndarray,
+    n: int,
+) -> tuple[list[int], list[float]]:
+    """``n`` greedy picks by ``gain(M^-1)`` (S, Q) averaged over draws, M^-1 updated."""
     picks, gains = [], []
     for _ in range(n):
-        B = cov @ A @ cov
-        u = (np.matmul(z, cov) * z).sum(axis=-1)
-        r = (np.matmul(z, B) * z).sum(axis=-1)
-        gain = (w * r / (1.0 + w * u)).mean(axis=0)
-        gain[taken] = -np.inf
-        i = int(np.argmax(gain))
+        g = gain(cov).mean(axis=0)
+        g[taken] = -np.inf
+        i = int(np.argmax(g))
         picks.append(i)
-        gains.append(float(gain[i]))
+        gains.append(float(g[i]))
         taken[i] = True
         cov = _sherman_morrison(cov, z[:, i].astype(float), w[:, i])
     return picks, gains
@@ -975,19 +990,13 @@ def _pick_accuracy(
     it by ``w_j (c^T M^-1 z_j)^2 / (1 + w_j u_j)`` (Sherman-Morrison, as above).
     """
     c = np.einsum("sq,sqp->sp", np.sqrt(dp2), z, optimize=True) / z.shape[1]
-    picks, gains = [], []
-    for _ in range(n):
-        v = np.einsum("spr,sr->sp", cov, c)
-        g = np.einsum("sqp,sp->sq", z, v)
+
+    def gain(cov: np.ndarray) -> np.ndarray:
+        g = np.einsum("sqp,sp->sq", z, np.einsum("spr,sr->sp", cov, c))
         u = (np.matmul(z, cov) * z).sum(axis=-1)
-        gain = (w * g**2 / (1.0 + w * u)).mean(axis=0)
-        gain[taken] = -np.inf
-        i = int(np.argmax(gain))
-        picks.append(i)
-        gains.append(float(gain[i]))
-        taken[i] = True
-        cov = _sherman_morrison(cov, z[:, i].astype(float), w[:, i])
-    return picks, gains
+        return w * g**2 / (1.0 + w * u)
+
+    return _greedy(gain, w, z, cov, taken, n)
 
 
 # What a probe is chosen to teach: the dict is the list of valid targets.

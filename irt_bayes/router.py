@@ -679,7 +679,7 @@ class IRTRouter(BaseEstimator):
     def suggest_probes(
         self, n: int, *, after: ResponseData | pd.DataFrame | None = None, **kwargs: Any
     ) -> pd.DataFrame:
-        """The ``n`` training queries that teach most about a new LLM's abilities.
+        """The ``n`` training queries that teach most about a new LLM (its accuracy, by default).
 
         See :func:`irt_bayes.onboarding.suggest_probes` (``after``: its answers so far).
         """

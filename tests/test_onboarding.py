@@ -21,6 +21,7 @@ from irt_bayes.components import NUMPY, Grid, linear_predictor
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.inference import ConvergenceWarning
 from irt_bayes.onboarding import (
+    TARGETS,
     _set_llms,
     _training_values,
     fit_new_llm,
@@ -234,6 +235,32 @@ def test_after_must_hold_one_llm(pool, router: IRTRouter) -> None:
     pooled = pool.responses[pool.responses["llm"] == router.llms_[0]].head(10)
     with pytest.raises(DataError, match="already in the router's pool"):
         router.suggest_probes(5, after=pooled)
+
+
+def test_accuracy_gains_are_the_fall_in_the_variance_of_the_mean() -> None:
+    """Each greedy gain equals c^T M^-1 c before minus after the pick, recomputed."""
+    rng = np.random.default_rng(0)
+    S, Q, P = 3, 12, 2
+    w, dp2 = rng.uniform(0.1, 1, (S, Q)), rng.uniform(0.01, 0.06, (S, Q))
+    z = rng.normal(size=(S, Q, P))
+    cov = np.stack([np.diag(rng.uniform(0.5, 2, P)) for _ in range(S)])
+    picks, gains = TARGETS["accuracy"](w, dp2, z, cov, np.arange(P), np.zeros(Q, bool), 4)
+    c = np.einsum("sq,sqp->sp", np.sqrt(dp2), z) / Q
+    M = np.linalg.inv(cov)
+
+    def variance(M: np.ndarray) -> float:
+        return float(np.mean([c[s] @ np.linalg.solve(M[s], c[s]) for s in range(S)]))
+
+    assert len(set(picks)) == 4
+    for i, g in zip(picks, gains, strict=True):
+        after = M + w[:, i, None, None] * z[:, i, :, None] * z[:, i, None, :]
+        others = [
+            variance(M) - variance(M + w[:, j, None, None] * z[:, j, :, None] * z[:, j, None, :])
+            for j in range(Q)
+        ]
+        assert g == pytest.approx(variance(M) - variance(after), rel=1e-9)
+        assert g >= max(o for j, o in enumerate(others) if j not in picks[: picks.index(i)]) - 1e-12
+        M = after
 
 
 def test_probes_target_predictions(router: IRTRouter) -> None:
