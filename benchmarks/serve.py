@@ -90,8 +90,14 @@ def start(
     return proc
 
 
-async def load(url: str, bodies: list[dict], clients: int) -> tuple[np.ndarray, int, float, list]:
-    """Send ``bodies`` from ``clients`` concurrent clients; latencies (s), errors, wall s."""
+async def load(
+    url: str, bodies: list[dict], clients: int, server: int | None = None
+) -> tuple[np.ndarray, int, float, list, tuple[float, float]]:
+    """Send ``bodies`` from ``clients`` concurrent clients.
+
+    Returns latencies (s), errors, wall s, the answers, and the CPU seconds of the
+    ``server`` process (0 without one) and of this one while the clock ran.
+    """
     # This process holds ~350k objects (pandas, the package, the texts): a full
     # collection of them took 120 ms, which the clients waiting on it would count as
     # the server's latency. Frozen, the collector walks only what the load makes.
@@ -107,7 +113,8 @@ async def load(url: str, bodies: list[dict], clients: int) -> tuple[np.ndarray, 
         # clients keep theirs alive: 8 connects were 2% of a 400-request level's
         # latencies, above its p99 (measured)
         health = str(httpx.URL(url).copy_with(path="/health"))
-        await asyncio.gather(*(client.get(health) for _ in range(clients)))
+        opened = await asyncio.gather(*(client.get(health) for _ in range(clients)))
+        assert all(r.status_code == 200 for r in opened), [r.status_code for r in opened]
 
         async def worker() -> None:
             nonlocal errors
@@ -122,10 +129,12 @@ async def load(url: str, bodies: list[dict], clients: int) -> tuple[np.ndarray, 
                 lat.append(time.perf_counter() - t0)
                 errors += not ok
 
+        s0, c0 = cpu_seconds(server) if server else 0.0, cpu_seconds()
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         wall = time.perf_counter() - t0
-    return np.array(lat), errors, wall, out
+        s1, c1 = cpu_seconds(server) if server else 0.0, cpu_seconds()
+    return np.array(lat), errors, wall, out, (s1 - s0, c1 - c0)
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -137,9 +146,7 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 def measured(url: str, bodies: list[dict], clients: int, server: int) -> tuple[dict, list]:
     """One load level: latency, throughput and the cores the server and clients used."""
-    s0, c0 = cpu_seconds(server), cpu_seconds()
-    lat, errors, wall, out = asyncio.run(load(url, bodies, clients))
-    s1, c1 = cpu_seconds(server), cpu_seconds()
+    lat, errors, wall, out, (server_s, client_s) = asyncio.run(load(url, bodies, clients, server))
     return {
         "clients": clients,
         "requests": len(lat),
@@ -147,8 +154,8 @@ def measured(url: str, bodies: list[dict], clients: int, server: int) -> tuple[d
         "p99 ms": 1e3 * float(np.percentile(lat, 99)),
         "per s": len(lat) / wall,
         "errors": errors,
-        "server cores": (s1 - s0) / wall,
-        "client cores": (c1 - c0) / wall,
+        "server cores": server_s / wall,
+        "client cores": client_s / wall,
     }, out
 
 

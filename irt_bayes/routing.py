@@ -164,7 +164,7 @@ def token_costs(
     return pd.DataFrame(cost, columns=llms)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: no field-wise == or hash
 class Decisions:
     """A batch's routing decisions as arrays (:func:`decide`).
 
@@ -205,7 +205,7 @@ class Decisions:
                 **{c: np.asarray(v).ravel() for c, v in self.columns.items()},
                 "chosen": chosen.ravel(),
             },
-            copy=False,  # the (n, J) columns are views of arrays made here: no second copy
+            copy=False,  # no second copy: the table shares the columns' memory
         )
         choices = table[table["chosen"]][list(CHOICE_COLUMNS)].reset_index(drop=True)
         return RoutingResult(
@@ -793,20 +793,29 @@ def decide(
 def route(
     router: Any,
     queries: pd.DataFrame | Sequence[str] | ResponseData,
-    **options: Any,
+    *,
+    costs: Any = None,
+    willingness_to_pay: float | None = None,
+    alpha: float | None = None,
+    policy: str = "expected-utility",
+    budget: float | None = None,
+    quantile: float = 0.1,
+    seed: int = 0,
+    embeddings: np.ndarray | None = None,
+    warmup: str | None = None,
+    use_labels: bool = False,
+    draws: xr.DataArray | None = None,
+    memory_budget: int | None = None,
+    first_row: int = 0,
 ) -> RoutingResult:
     """Route queries to LLMs by posterior expected utility.
 
     Parameters
     ----------
-    router : IRTRouter
-        A fitted router (its ``prices_`` are the default costs).
-    queries : DataFrame, ResponseData or sequence of str
-        Queries to route.
-    **options
-        The keyword arguments of :func:`decide`: ``costs``, ``willingness_to_pay``,
-        ``alpha``, ``policy``, ``budget``, ``quantile``, ``seed``, ``embeddings``,
-        ``warmup``, ``use_labels``, ``draws``, ``memory_budget``, ``first_row``.
+    router, queries, costs, willingness_to_pay, alpha, policy, budget, quantile, seed
+        As for :func:`decide`.
+    embeddings, warmup, use_labels, draws, memory_budget, first_row
+        As for :func:`decide`.
 
     Returns
     -------
@@ -822,4 +831,20 @@ def route(
     >>> router = IRTRouter(progress=False).fit(simulate_pool(200, 6).responses)  # doctest: +SKIP
     >>> route(router, ["What is 2 + 2?"], willingness_to_pay=50).choices  # doctest: +SKIP
     """
-    return decide(router, queries, **options).result()
+    return decide(
+        router,
+        queries,
+        costs=costs,
+        willingness_to_pay=willingness_to_pay,
+        alpha=alpha,
+        policy=policy,
+        budget=budget,
+        quantile=quantile,
+        seed=seed,
+        embeddings=embeddings,
+        warmup=warmup,
+        use_labels=use_labels,
+        draws=draws,
+        memory_budget=memory_budget,
+        first_row=first_row,
+    ).result()
