@@ -345,7 +345,9 @@ def main() -> None:
     text = (
         f"# irt-bayes serve under load (loopback, embedding included)\n\n"
         f"Machine: {machine()} (the server and the clients share it). "
-        f"Router: {desc}. Server and client in separate processes; one query per "
+        f"Command: `python benchmarks/serve.py {' '.join(sys.argv[1:])}`. "
+        f"Router: {desc}. Load generator: asyncio + aiohttp in this process. "
+        f"Server and client in separate processes; one query per "
         f"route request; feedback by decision id, each a committed SQLite WAL "
         f"transaction (synchronous=FULL; decision rows: NORMAL). "
         f"The server runs with its defaults "
