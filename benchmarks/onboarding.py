@@ -21,6 +21,10 @@ Part 2 (active labelling): a router fitted on a random slice of the training que
 (every LLM's answer) gets 300 or 1000 more (query, LLM) labels from the rest, chosen by
 ``suggest_labels`` (EVSI averaged over the AUC's cost weights) or at random; after a
 refit, the test AUC gained per 100 labels.
+
+Part ``prior`` (a choice of default, always written to ``onboarding_prior.md``): the width of a
+new LLM's prior, ``irt_bayes.onboarding.PRIOR_SCALES`` times each ``--prior-factors``,
+judged by the error on the left-out LLM's training answers that were not probes.
 """
 
 from __future__ import annotations
@@ -296,12 +300,80 @@ def part_labels(model: str, start: int, sizes: list[int], seeds: list[int]) -> s
     )
 
 
+def part_prior(model: str, sizes: list[int], factors: list[float], seed: int) -> str:
+    """Choose the width of a new LLM's prior by its *training* queries that were not probes.
+
+    Each LLM is left out and onboarded from ``sizes`` probes chosen by the default
+    target, with :data:`irt_bayes.onboarding.PRIOR_SCALES` multiplied by each factor;
+    the error is measured on the LLM's other training answers (test accuracy beside it,
+    reported only).
+    """
+    import irt_bayes.onboarding as onb
+
+    train, test = routerbench("train"), routerbench("test")
+    emb_of = dict(zip(train.query_ids, encode(train.queries["query"].tolist()), strict=True))
+    e_te = encode(test.queries["query"].tolist())
+    obs = test.responses.groupby("llm")["score"].mean()
+    base, rows = onb.PRIOR_SCALES, []
+    try:
+        for llm in train.llms:
+            router = _fit(
+                train.select(llms=[m for m in train.llms if m != llm]), emb_of, model, seed
+            )
+            mine = train.responses[train.responses["llm"] == llm]
+            answered = set(mine["query_id"])
+            for f in factors:
+                onb.PRIOR_SCALES = tuple(f * k for k in base)
+                ids: list[str] = []
+                skip: list[str] = []
+                for n in sizes:
+                    while len(ids) < n:
+                        after = mine[mine["query_id"].isin(ids)] if ids else None
+                        picks = router.suggest_probes(
+                            min(ROUND, n - len(ids)), after=after, exclude=skip, seed=seed
+                        )["query_id"]
+                        ids += [q for q in picks if q in answered]
+                        skip += [q for q in picks if q not in answered]
+                    ids = ids[:n]
+                    probes = _subset(train, mine[mine["query_id"].isin(ids)])
+                    e_pr = np.stack([emb_of[q] for q in probes.query_ids])
+                    onboarded = router.add_llms(probes, embeddings=e_pr)
+                    rest_q = mine[~mine["query_id"].isin(ids)]
+                    tr = _test_summary(onboarded, _subset(train, rest_q), None, llm, emb_of)
+                    te = _test_summary(onboarded, test, e_te, llm)
+                    rows.append(
+                        dict(
+                            factor=f,
+                            n=n,
+                            train_mae=abs(tr[0] - rest_q["score"].mean()),
+                            test_mae=abs(te[0] - obs[llm]),
+                        )
+                    )
+            print(f"  {llm} done", flush=True)
+    finally:
+        onb.PRIOR_SCALES = base
+    df = pd.DataFrame(rows)
+    table = df.pivot_table(index="factor", columns="n", values="train_mae")
+    table["mean"] = table.mean(axis=1)
+    table["test mean (reported only)"] = df.groupby("factor")["test_mae"].mean()
+    return (
+        f"### Width of a new LLM's prior, chosen on training queries (model `{model}`)\n\n"
+        f"Each LLM left out and onboarded by the default target; the prior's scales "
+        f"({', '.join(f'{k:g}' for k in base)} times the population scale) multiplied by "
+        f"a factor. Mean |predicted - observed| accuracy on the LLM's training answers "
+        f"that were not probes, by number of probes:\n\n" + md(table, ".4f") + "\n"
+    )
+
+
+PARTS = ("1", "2", "prior")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the parts and write ``benchmarks/results/onboarding.md``."""
+    """Run the parts; write parts 1-2 to ``onboarding.md`` and part prior to its own file."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", default="1,2")
+    ap.add_argument("--parts", default="1,2", help="1, 2 and/or prior, comma-separated")
     ap.add_argument("--model", default="2pl", help="spec of every router fitted")
-    ap.add_argument("--sizes", default="10,20,30,50,100", help="probe counts of part 1")
+    ap.add_argument("--sizes", default="10,20,30,50,100", help="probe counts of parts 1, prior")
     ap.add_argument("--llms", help="left-out LLMs of part 1, comma-separated (default all)")
     ap.add_argument(
         "--strategies",
@@ -310,38 +382,59 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--start", type=int, default=150, help="part 2: queries of the first fit")
     ap.add_argument("--labels", default="300,1000", help="part 2: labels added")
-    ap.add_argument("--seeds", default="0,1,2", help="part 2 seeds (the first for part 1)")
+    ap.add_argument("--seeds", default="0,1,2", help="part 2 seeds (the first for parts 1, prior)")
+    ap.add_argument(
+        "--prior-factors",
+        default="0.6,1,1.5,2.5",
+        help="part prior: multipliers of the new-LLM prior's scales",
+    )
     args = ap.parse_args(argv)
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    unknown = sorted(parts - set(PARTS)) or ([] if parts else [args.parts])
+    if unknown:
+        print(
+            f"onboarding benchmark: unknown part {unknown[0]!r} (of 1, 2, prior)", file=sys.stderr
+        )
+        return 2
+    strategies = args.strategies.split(",")
+    unknown = [k for k in strategies if k not in STRATEGIES]
+    if unknown:
+        print(f"onboarding benchmark: unknown strategy {unknown[0]!r}", file=sys.stderr)
+        return 2
     if not DATA.is_dir():
         print(f"onboarding benchmark: no data at {DATA.resolve()}", file=sys.stderr)
         return 2
     seeds = [int(s) for s in args.seeds.split(",")]
-    out = [
+    sizes = [int(s) for s in args.sizes.split(",")]
+    header = [
         "# Onboarding benchmark\n",
         f"Command: `python benchmarks/onboarding.py {' '.join(argv or sys.argv[1:])}`; "
         f"{machine()}\n",
     ]
-    t0 = time.perf_counter()
-    if "1" in args.parts.split(","):
-        sizes = [int(s) for s in args.sizes.split(",")]
-        llms = args.llms.split(",") if args.llms else None
-        strategies = args.strategies.split(",")
-        unknown = [k for k in strategies if k not in STRATEGIES]
-        if unknown:
-            print(f"onboarding benchmark: unknown strategy {unknown[0]!r}", file=sys.stderr)
-            return 2
-        out.append(part_onboarding(args.model, sizes, llms, seeds[0], strategies))
-        out.append(f"(part 1: {time.perf_counter() - t0:.0f} s)\n")
-        print(out[-2], flush=True)
-    if "2" in args.parts.split(","):
+    files: dict[str, list[str]] = {}
+    for part in PARTS:
+        if part not in parts:
+            continue
         t1 = time.perf_counter()
-        sizes = [int(s) for s in args.labels.split(",")]
-        out.append(part_labels(args.model, args.start, sizes, seeds))
-        out.append(f"(part 2: {time.perf_counter() - t1:.0f} s)\n")
-        print(out[-2], flush=True)
+        if part == "1":
+            llms = args.llms.split(",") if args.llms else None
+            text = part_onboarding(args.model, sizes, llms, seeds[0], strategies)
+        elif part == "2":
+            labels = [int(s) for s in args.labels.split(",")]
+            text = part_labels(args.model, args.start, labels, seeds)
+        else:
+            factors = [float(f) for f in args.prior_factors.split(",")]
+            text = part_prior(args.model, sizes, factors, seeds[0])
+        # a choice of default is its own file, so that rerunning it keeps parts 1-2
+        name = "onboarding_prior.md" if part == "prior" else "onboarding.md"
+        files.setdefault(name, list(header)).extend(
+            [text, f"(part {part}: {time.perf_counter() - t1:.0f} s)\n"]
+        )
+        print(text, flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "onboarding.md").write_text("\n".join(out))
-    print(f"wrote {RESULTS / 'onboarding.md'}")
+    for name, out in files.items():
+        (RESULTS / name).write_text("\n".join(out))
+        print(f"wrote {RESULTS / name}")
     return 0
 
 

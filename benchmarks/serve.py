@@ -13,7 +13,8 @@ garbage collector's pauses are not counted as the server's latency):
 * ``/v1/feedback`` by decision id (a committed SQLite WAL transaction per request) at
   1 and 8 clients;
 * durability: 8 clients send feedback while the server is killed with SIGKILL; after
-  a restart on the same state, every acknowledged row must be in the store.
+  a restart on the same state, every acknowledged row must be in the store (these
+  clients use httpx: nothing there is timed).
 
 The router is the 2pl fitted by ADVI on the RouterBench train files (11 LLMs, 1,338
 queries), unless ``--router`` names one. Targets on 2 cores: at 8 clients p99 <= 50 ms
@@ -49,7 +50,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import psutil
-from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import M7, RB, RESULTS, machine, md, routerbench  # noqa: E402
@@ -118,7 +118,7 @@ async def load(
         # each client opens its connection first, off the clock, as a service's
         # clients keep theirs alive: 8 connects were 2% of a 400-request level's
         # latencies, above its p99 (measured)
-        health = str(URL(url).with_path("/health"))
+        health = str(httpx.URL(url).copy_with(path="/health"))
 
         async def status(u: str) -> int:
             async with client.get(u) as r:
@@ -308,8 +308,18 @@ def main() -> None:
     ap.add_argument("--serve-args", default="", help="more options for irt-bayes serve")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="irt-bayes-serve-"))
+    t0 = time.perf_counter()
     router = args.router
     desc = f"{router} (--router)"
+    if router is not None:
+        from irt_bayes import IRTRouter
+
+        loaded = IRTRouter.load(router)
+        desc += (
+            f": {loaded.spec_.name} by {loaded.diagnostics_.method}, {len(loaded.llms_)} "
+            f"LLMs, {len(loaded.train_queries_):,} training queries"
+        )
+        del loaded
     if router is None:
         desc = "the 2pl by ADVI on the RouterBench train files (11 LLMs, 1,338 queries)"
         from irt_bayes import IRTRouter
@@ -345,7 +355,8 @@ def main() -> None:
     text = (
         f"# irt-bayes serve under load (loopback, embedding included)\n\n"
         f"Machine: {machine()} (the server and the clients share it). "
-        f"Command: `python benchmarks/serve.py {' '.join(sys.argv[1:])}`. "
+        f"Command: `python benchmarks/serve.py {' '.join(sys.argv[1:])}` "
+        f"({(time.perf_counter() - t0) / 60:.0f} minutes). "
         f"Router: {desc}. Load generator: asyncio + aiohttp in this process. "
         f"Server and client in separate processes; one query per "
         f"route request; feedback by decision id, each a committed SQLite WAL "
