@@ -20,12 +20,17 @@ __all__ = [
     "deferred",
     "exit_status",
     "handling",
+    "note_written",
     "raise_if_received",
     "received",
+    "written",
 ]
 
 _received: int | None = None
 _deferring = False
+# Outputs swapped into place since handling() began: an interrupt after one of them
+# must not be reported as "nothing written".
+_written: list[str] = []
 
 
 class Interrupted(KeyboardInterrupt):
@@ -54,6 +59,16 @@ def raise_if_received() -> None:
         raise Interrupted(_received)
 
 
+def note_written(path: object) -> None:
+    """Record that the complete output ``path`` is in place."""
+    _written.append(str(path))
+
+
+def written() -> list[str]:
+    """The outputs put in place since :func:`handling` began."""
+    return list(_written)
+
+
 def clear() -> None:
     """Forget a received signal (it has been answered, e.g. by ``--keep-partial``)."""
     global _received
@@ -70,6 +85,7 @@ def handling() -> Iterator[None]:
     """Record SIGINT and SIGTERM while the block runs (main thread only)."""
     global _received
     _received = None
+    _written.clear()
     try:
         old = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals to the caller

@@ -193,8 +193,10 @@ def write_file(path: str | os.PathLike, write) -> Path:  # noqa: ANN001 - write(
         with os.fdopen(fd, "w", newline="") as fh:
             write(fh)
         _share(Path(tmp))
-        interrupts.raise_if_received()
-        os.replace(tmp, path)
+        with interrupts.deferred():
+            interrupts.raise_if_received()
+            os.replace(tmp, path)
+            interrupts.note_written(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -332,6 +334,7 @@ def atomic_directory(
                     shutil.rmtree(old, ignore_errors=True)
                 else:
                     tmp.rename(path)
+                interrupts.note_written(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

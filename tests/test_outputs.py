@@ -228,3 +228,37 @@ def test_cli_checks_an_output_file_before_loading(tmp_path, capsys, cmd):
     _one_error_line(capsys, "is a folder")
     assert main([cmd, "r", "q.csv", "--out", str(tmp_path / "none" / "p.csv"), *knob]) == 2
     _one_error_line(capsys, "does not exist")
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_an_interrupt_after_the_output_is_in_place_does_not_say_nothing_written(
+    tmp_path, capsys, monkeypatch, kind
+):
+    import argparse
+
+    import irt_bayes.cli as cli
+    from irt_bayes.outputs import write_file
+
+    out = tmp_path / ("d.csv" if kind == "file" else "router")
+
+    def command(args: argparse.Namespace) -> int:
+        if kind == "file":
+            write_file(out, lambda fh: fh.write("done\n"))
+        else:
+            _write(out)
+        raise interrupts.Interrupted(signal.SIGINT)  # e.g. while the table is printed
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=command, out=str(out))
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert main([]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == f"irt-bayes: interrupted (SIGINT) after writing {out} (complete)"
+    assert out.exists()
+
+    def nothing(args: argparse.Namespace) -> int:
+        raise interrupts.Interrupted(signal.SIGINT)
+
+    parser.set_defaults(func=nothing)  # a later command starts with a clean record
+    assert main([]) == 130
+    assert capsys.readouterr().err.strip().endswith(f"nothing written to {out}")
