@@ -482,8 +482,11 @@ def _prices(items: Sequence[str] | None) -> dict[str, float]:
             usd = float(value)
         except ValueError:
             usd = math.nan
+        name = name.strip()  # as the response files' LLM names are
         if not sep or not name or not math.isfinite(usd) or usd < 0:
             raise IrtBayesError(f"--price {item!r}: expected LLM=USD with USD a number >= 0")
+        if name in out and out[name] != usd:
+            raise IrtBayesError(f"--price {item!r}: {name!r} already has price {out[name]:g}")
         out[name] = usd
     return out
 
@@ -501,7 +504,9 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     new.save(args.out, force=args.force, full_posterior=args.full_posterior)
     added = new.onboarded_.tail(len(data.llms)).set_index("llm")
     added["expected_accuracy"] = training_accuracy(new, list(added.index))
-    _say(f"added {len(added)} LLM(s) to {len(router.llms_)}; wrote {args.out}")
+    r = len(set(added.index) & {str(m) for m in router.llms_})  # --replace
+    what = f"added {len(added) - r} and replaced {r}" if r else f"added {len(added)}"
+    _say(f"{what} LLM(s) of a pool of {len(router.llms_)}; wrote {args.out}")
     _say(_table(added))
     ab = new.abilities()
     _say(_table(ab[ab["llm"].isin(added.index)].reset_index(drop=True)))
@@ -1226,13 +1231,15 @@ def _version() -> str:
 
 
 def _interrupted(args: argparse.Namespace, signum: int) -> int:
+    name = signal.Signals(signum).name
+    done = interrupts.written()
+    if done:  # the signal came after an output was complete and in place
+        what = ", ".join(one_line(p) for p in done)
+        print(f"irt-bayes: interrupted ({name}) after writing {what} (complete)", file=sys.stderr)
+        return interrupts.exit_status(signum)
     out = getattr(args, "out", None)
     where = f" to {one_line(out)}" if out else ""
-    print(
-        f"irt-bayes: interrupted ({signal.Signals(signum).name}); nothing written{where}",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"irt-bayes: interrupted ({name}); nothing written{where}", file=sys.stderr, flush=True)
     return interrupts.exit_status(signum)
 
 

@@ -18,7 +18,8 @@ column        required  meaning
 RouterBench's wide format (``sample_id``, ``prompt`` as a Python-literal list of
 strings, ``eval_name``, one score column per LLM, ``<llm>|total_cost``, ignored
 ``<llm>|model_response``) is read from CSV or pickle and converted to the tidy form.
-Missing (query, LLM) pairs are normal and stay missing; they are never filled.
+Missing (query, LLM) pairs are normal and stay missing; they are never filled. LLM
+names lose the spaces around them (``" gpt-4"`` is ``gpt-4``).
 
 Every contract violation raises :class:`~irt_bayes.errors.DataError` with one line
 naming the file, the column and the offending value or row.
@@ -299,7 +300,9 @@ def _validate_tidy(df: pd.DataFrame, source: str) -> pd.DataFrame:
             pos = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(f"column {col!r} is empty at row {pos + 1}", source=source)
     df["query_id"] = _text_ids(df["query_id"], "query_id", source)
-    df["llm"] = df["llm"].astype(str)
+    # " gpt-4" from a hand-edited CSV is gpt-4: kept padded, it would be a second LLM
+    # beside the pool's gpt-4 (onboarding would add it instead of refusing it)
+    df["llm"] = df["llm"].astype(str).str.strip()
 
     text = df["query"]
     bad = text.isna() | ~text.map(lambda t: isinstance(t, str) and bool(t.strip()))
@@ -799,6 +802,8 @@ def load_queries(*paths: PathLike, allow_pickle: bool = False) -> pd.DataFrame:
                 f"missing required column {missing[0]!r} (have: {', '.join(map(str, df.columns))})",
                 source=src,
             )
+        if len(df) == 0:
+            raise DataError("has no rows", source=src)
         cols = [c for c in ("query_id", "query", "dataset", "split") if c in df.columns]
         q = df[cols].copy()
         if q["query_id"].isna().any():

@@ -1027,6 +1027,8 @@ def _evsi(
         a0 = eu[:, None, :] - a1
         value += (a1.max(axis=2) + a0.max(axis=2) - eu.max(axis=1)[:, None]) / len(lams)
         routed[:, li] = eu.argmax(axis=1)
+    # EVSI >= 0; sums of draws leave +-1e-16 where a label cannot change the decision
+    value[value < 1e-12] = 0.0
     return value, mean, routed
 
 
@@ -1100,10 +1102,16 @@ def suggest_labels(
         row_of = pd.Series(seen, index=pos[seen])  # training position -> candidate row
         hit = np.isin(ti["query_idx"], pos[seen])
         value[row_of.reindex(ti["query_idx"][hit]).to_numpy(), ti["llm_idx"][hit]] = -np.inf
-    if n > np.isfinite(value).sum():
+    free = int(np.isfinite(value).sum())
+    if free == 0:
         raise IrtBayesError(
-            f"n must be at most {int(np.isfinite(value).sum())}: the other (query, LLM) "
-            "pairs are training responses already"
+            f"every (query, LLM) pair of these {len(q)} queries is a training response "
+            "already: nothing to label"
+        )
+    if n > free:
+        raise IrtBayesError(
+            f"n must be at most {free}: of the {value.size} (query, LLM) pairs, "
+            f"{value.size - free} are training responses already"
         )
     flat = np.argsort(-value, axis=None, kind="stable")[:n]
     qi, jj = np.unravel_index(flat, value.shape)

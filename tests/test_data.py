@@ -196,6 +196,14 @@ def test_ids_and_texts_stay_strings_from_csv(tmp_path):
     assert load_queries(path)["query_id"].tolist() == ["007", "1e3"]
 
 
+def test_llm_names_lose_the_spaces_around_them(tmp_path):
+    path = tmp_path / "pad.csv"
+    path.write_text("query_id,query,llm,score\nq1,a, gpt-4 ,1\nq2,b,gpt-4,0\n")
+    assert load_responses(path).llms == ["gpt-4"]
+    path.write_text("query_id,query,llm,score\nq1,a, gpt-4,1\nq1,a,gpt-4,0\n")
+    data_error(load_responses, path, needles=["pad.csv"])  # now a conflicting duplicate
+
+
 def test_identical_duplicate_rows_are_dropped(tmp_path):
     df = full_tidy_frame()
     df = pd.concat([df, df.iloc[[0, 3]]], ignore_index=True)
@@ -565,6 +573,9 @@ def test_header_only_and_empty_file(tmp_path):
     empty = tmp_path / "e.csv"
     empty.write_text("")
     data_error(load_responses, empty, needles=[str(empty), "cannot read"])
+    queries = tmp_path / "q.csv"
+    queries.write_text("query_id,query\n")
+    data_error(load_queries, queries, needles=[str(queries), "no rows"])
 
 
 def test_from_frame_rejects_non_frames():
