@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +44,31 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "OPTIONAL_COLUMNS",
     "ResponseData",
+    "has_text",
     "load_responses",
     "load_queries",
     "read_table",
 ]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("query_id", "query", "llm", "score")
+# Whitespace, control and format characters (NUL, zero-width space, BOM, bidi marks): a
+# text of only these embeds as the empty string does, so it is not a query.
+_NO_TEXT = re.compile(
+    r"[\s\x00-\x1f\x7f-\x9f\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]*"
+)
+
+
+def has_text(text: object) -> bool:
+    r"""Whether ``text`` is a string with a visible character (the ``query`` contract).
+
+    Examples
+    --------
+    >>> has_text("What is 2 + 2?"), has_text(" \t"), has_text("\u200b\x00"), has_text(None)
+    (True, False, False, False)
+    """
+    return isinstance(text, str) and _NO_TEXT.fullmatch(text) is None
+
+
 OPTIONAL_COLUMNS: tuple[str, ...] = ("cost", "trials", "dataset", "split")
 
 # RouterBench wide-format columns that are neither scores nor per-LLM extras.
@@ -305,7 +325,7 @@ def _validate_tidy(df: pd.DataFrame, source: str) -> pd.DataFrame:
     df["llm"] = df["llm"].astype(str).str.strip()
 
     text = df["query"]
-    bad = text.isna() | ~text.map(lambda t: isinstance(t, str) and bool(t.strip()))
+    bad = text.isna() | ~text.map(has_text)
     if bad.any():
         pos = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(
@@ -825,7 +845,7 @@ def load_queries(*paths: PathLike, allow_pickle: bool = False) -> pd.DataFrame:
                     source=src,
                 )
             seen.update(dict.fromkeys(q["query_id"], src))
-        bad = ~q["query"].map(lambda t: isinstance(t, str) and bool(t.strip()))
+        bad = ~q["query"].map(has_text)
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from irt_bayes import progress
+from irt_bayes.data import has_text
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.onnx_backend import use_onnx
 
@@ -522,8 +523,8 @@ def check_texts(texts: Sequence[str]) -> list[bytes]:
             raise DataError(
                 f"texts[{i}] is not a string: {_short_repr(text)} ({type(text).__name__})"
             )
-        if not text.strip():
-            raise DataError(f"texts[{i}] is empty or whitespace-only: {_short_repr(text)}")
+        if not has_text(text):
+            raise DataError(f"texts[{i}] has no visible character: {_short_repr(text)}")
         try:
             out.append(text.encode("utf-8"))
         except UnicodeEncodeError as exc:

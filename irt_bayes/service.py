@@ -67,14 +67,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import irt_bayes
 from irt_bayes.backends import Backend
+from irt_bayes.data import has_text
 from irt_bayes.encoding import check_texts
 from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.online import OnlinePosterior
 from irt_bayes.routing import POLICIES, decide
-from irt_bayes.store import StateStore
+from irt_bayes.store import FeedbackConflict, StateStore
 
 __all__ = [
     "ServiceSettings",
@@ -460,6 +462,8 @@ class Service:
                 raise LookupError(f"no decision {decision_id!r} was made by this service")
             if llm is not None and llm != d["llm"]:
                 raise DataError(f"decision {decision_id!r} chose {d['llm']!r}, not {llm!r}")
+            if query is not None and query != d["query"]:
+                raise DataError(f"decision {decision_id!r} was made for another query text")
             row = {"decision_id": decision_id, "query": d["query"], "embedding": d["embedding"]}
             row["llm"] = d["llm"]
         else:
@@ -539,15 +543,16 @@ def _option(llm: str, r: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------- the app
+# Numbers are strict: true or "10" for a price or a score is a client's bug, not a value.
 class RouteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     query: str | None = None
     queries: list[str] | None = Field(default=None, max_length=MAX_QUERIES)
-    willingness_to_pay: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    alpha: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    willingness_to_pay: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True)
+    alpha: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False, strict=True)
     policy: Literal[POLICIES] | None = None  # type: ignore[valid-type]
-    quantile: float = Field(default=0.1, gt=0, lt=1, allow_inf_nan=False)
-    budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    quantile: float = Field(default=0.1, gt=0, lt=1, allow_inf_nan=False, strict=True)
+    budget: float | None = Field(default=None, gt=0, allow_inf_nan=False, strict=True)
     llms: list[str] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
@@ -558,8 +563,8 @@ class RouteRequest(BaseModel):
         if not texts:
             raise ValueError("'queries' is empty")
         for i, t in enumerate(texts):
-            if not t.strip():
-                raise ValueError(f"query {i} is empty")
+            if not has_text(t):
+                raise ValueError(f"query {i} is empty (no visible character)")
         return self
 
 
@@ -568,14 +573,14 @@ class FeedbackRequest(BaseModel):
     decision_id: str | None = Field(default=None, max_length=64)
     query: str | None = None
     llm: str | None = None
-    score: float = Field(ge=0, le=1, allow_inf_nan=False)
+    score: float = Field(ge=0, le=1, allow_inf_nan=False, strict=True)
 
     @model_validator(mode="after")
     def _one_source(self):  # noqa: ANN202
         if self.decision_id is None and (self.query is None or self.llm is None):
             raise ValueError("give 'decision_id', or 'query' and 'llm'")
-        if self.query is not None and not self.query.strip():
-            raise ValueError("query is empty")
+        if self.query is not None and not has_text(self.query):
+            raise ValueError("query is empty (no visible character)")
         return self
 
 
@@ -618,10 +623,24 @@ def _last_user_text(messages: Any) -> str:
                     for p in content
                     if isinstance(p, dict) and p.get("type") == "text"
                 )
-            if isinstance(content, str) and content.strip():
+            if has_text(content):
                 return content
             raise DataError("the last user message has no text")
     raise DataError("messages hold no user message")
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """An ASGI ``receive`` that gives ``body`` once, then defers to ``receive``."""
+    sent = False
+
+    async def again() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return again
 
 
 def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: ANN001, ANN201, C901
@@ -655,6 +674,7 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
         store.close()
 
     app = FastAPI(title="irt-bayes", version=irt_bayes.__version__, lifespan=lifespan)
+    known_paths: set[str] = set()  # filled once every route is declared
     app.state.service = svc
 
     def error(status: int, message: str) -> JSONResponse:
@@ -699,12 +719,35 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
                 told = length.decode("latin-1")
                 refused = error(422, f"request body of {told} bytes; the limit is {MAX_BODY} bytes")
                 return await refused(scope, receive, send)
+            if length is None and scope["method"] not in ("GET", "HEAD"):
+                # chunked: no length to check up front, so read it here, up to the limit
+                body, more = b"", True
+                while more:
+                    msg = await receive()
+                    if msg["type"] != "http.request":
+                        return None  # the client went away
+                    body += msg.get("body", b"")
+                    more = msg.get("more_body", False)
+                    if len(body) > MAX_BODY:
+                        refused = error(422, f"request body over the limit of {MAX_BODY} bytes")
+                        return await refused(scope, receive, send)
+                receive = _replay(body, receive)
             t0 = time.perf_counter()
             await self.inner(scope, receive, send)
-            m_latency.labels(path).observe(time.perf_counter() - t0)
+            # a label per route, not per path: unknown paths must not grow the metric
+            label = path if path in known_paths else "other"
+            m_latency.labels(label).observe(time.perf_counter() - t0)
             return None
 
     app.add_middleware(Guard)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": bad UTF-8, nesting
+            return error(422, "the body is not JSON this server reads (UTF-8, not nested deeply)")
+        out = error(exc.status_code, str(exc.detail))
+        out.headers.update(exc.headers or {})  # 405's Allow
+        return out
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -738,6 +781,8 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
             seq = svc.feedback(req.score, req.decision_id, req.query, req.llm)
         except LookupError as err:
             return error(404, str(err).strip("'\""))
+        except FeedbackConflict as err:
+            return error(409, str(err))
         except DataError as err:
             return error(422, str(err))
         m_feedback.inc()
@@ -761,6 +806,8 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
             body = json.loads(await request.body(), parse_constant=_no_constant)
         except (ValueError, UnicodeDecodeError) as err:
             return error(422, f"the body is not JSON: {err}")
+        except RecursionError:
+            return error(422, "the body is not JSON this server reads: nested too deeply")
         if not isinstance(body, dict):
             return error(422, "the body must be a JSON object")
         if not settings.backends:
@@ -821,6 +868,7 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
             data["irt_bayes"] = info
         return JSONResponse(data, headers=headers)
 
+    known_paths.update(r.path for r in app.routes if hasattr(r, "path"))
     return app
 
 

@@ -15,7 +15,9 @@ Every decision row keeps what off-policy evaluation needs: the query, its embedd
 the LLM chosen, the policy and the propensity of that choice under it. Feedback rows
 are self-contained (query, embedding, LLM, score) and numbered in commit order
 (``seq``); a service folds them into its online posterior in that order, so every
-replica, and a restarted one, reaches the same posterior.
+replica, and a restarted one, reaches the same posterior. A decision takes one outcome
+(a unique index, so replicas cannot race past it): a second would count the same
+answer twice (:class:`FeedbackConflict`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import functools
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,7 @@ import sqlalchemy as sa
 
 from irt_bayes.errors import DataError, IrtBayesError
 
-__all__ = ["StateStore", "STATE_FILE"]
+__all__ = ["FeedbackConflict", "StateStore", "STATE_FILE"]
 
 STATE_FILE = "state.sqlite"
 _meta = sa.MetaData()
@@ -63,6 +66,17 @@ feedback = sa.Table(
     sa.Column("llm", sa.String(200), nullable=False),
     sa.Column("score", sa.Float, nullable=False),
 )
+_one_per_decision = sa.Index(
+    "irt_bayes_feedback_one_per_decision",
+    feedback.c.decision_id,
+    unique=True,
+    sqlite_where=feedback.c.decision_id.isnot(None),
+    postgresql_where=feedback.c.decision_id.isnot(None),
+)
+
+
+class FeedbackConflict(IrtBayesError):
+    """The decision already has its outcome."""
 
 
 def _url(location: str | os.PathLike) -> tuple[str, bool]:
@@ -121,6 +135,16 @@ class StateStore:
         except sa.exc.OperationalError as err:
             msg = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
             raise IrtBayesError(f"--state {location}: cannot open the database: {msg}") from err
+        try:  # state written before the index existed gets it now
+            with self.engine.begin() as conn:
+                _one_per_decision.create(conn, checkfirst=True)
+        except sa.exc.IntegrityError:
+            warnings.warn(
+                f"--state {location} holds two outcomes for one decision (written by an "
+                "older irt-bayes); further repeats are not refused",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     # ------------------------------------------------------------------ decisions
     def log_decisions(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -179,12 +203,17 @@ class StateStore:
         ]
         if not values:
             return []
-        with self.engine.begin() as conn:
-            if not self.sqlite:
-                # commit order = seq order, so a replica tailing seq > last misses nothing
-                conn.execute(sa.text(f"LOCK TABLE {feedback.name} IN EXCLUSIVE MODE"))
-            res = conn.execute(feedback.insert().returning(feedback.c.seq), values)
-            return [int(s) for (s,) in res]
+        try:
+            with self.engine.begin() as conn:
+                if not self.sqlite:
+                    # commit order = seq order, so a replica tailing seq > last misses nothing
+                    conn.execute(sa.text(f"LOCK TABLE {feedback.name} IN EXCLUSIVE MODE"))
+                res = conn.execute(feedback.insert().returning(feedback.c.seq), values)
+                return [int(s) for (s,) in res]
+        except sa.exc.IntegrityError as err:
+            ids = [v["decision_id"] for v in values if v["decision_id"] is not None]
+            which = f"decision {ids[0]!r}" if len(ids) == 1 else "a decision"
+            raise FeedbackConflict(f"{which} already has its outcome") from err
 
     def feedback_since(self, seq: int = 0, limit: int | None = None) -> pd.DataFrame:
         """Feedback rows with ``seq`` above ``seq``, in order; ``embedding`` as arrays."""

@@ -17,6 +17,7 @@ from irt_bayes.data import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     ResponseData,
+    has_text,
     load_queries,
     load_responses,
     read_table,
@@ -756,13 +757,15 @@ def test_pickle_holding_a_non_frame(tmp_path, obj):
 # property tests
 # --------------------------------------------------------------------------------------
 
-_names = st.text(min_size=1, max_size=8).filter(lambda s: s.strip() != "")
+_names = st.text(min_size=1, max_size=8).filter(has_text)
+# LLM names as the loader keeps them: without spaces around them
+_llm_names = _names.map(str.strip).filter(has_text)
 
 
 @st.composite
 def tidy_frames(draw, with_duplicates: bool = True) -> pd.DataFrame:
     qids = draw(st.lists(_names, min_size=1, max_size=6, unique=True))
-    llms = draw(st.lists(_names, min_size=1, max_size=4, unique=True))
+    llms = draw(st.lists(_llm_names, min_size=1, max_size=4, unique=True))
     texts = {q: draw(_names) for q in qids}
     pairs = draw(
         st.lists(

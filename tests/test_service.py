@@ -238,6 +238,10 @@ def test_feedback_is_stored_and_updates_the_posterior(service):
     ("path", "body", "needle"),
     [
         ("/v1/route", {"query": "  "}, "query 0 is empty"),
+        ("/v1/route", {"query": "\u200b\u0000\ufeff"}, "query 0 is empty"),
+        ("/v1/route", {"query": "x", "willingness_to_pay": True}, "valid number"),
+        ("/v1/route", {"query": "x", "willingness_to_pay": "10"}, "valid number"),
+        ("/v1/route", '{"query": "x", "y": ' + "[" * 50_000 + "]" * 50_000 + "}", "not JSON"),
         ("/v1/route", {"query": "x", "llms": ["no-such-llm"]}, "unknown LLM 'no-such-llm'"),
         ("/v1/route", {"query": "x", "willingness_to_pay": -1}, "greater than or equal to 0"),
         ("/v1/route", '{"query": "x", "alpha": NaN}', "finite number"),
@@ -249,6 +253,8 @@ def test_feedback_is_stored_and_updates_the_posterior(service):
         ("/v1/feedback", {"llm": "x", "query": "q", "score": 1}, "unknown LLM 'x'"),
         ("/v1/feedback", {"decision_id": "d", "score": -0.5}, "score"),
         ("/v1/feedback", {"score": 1}, "decision_id"),
+        ("/v1/feedback", {"decision_id": "d", "score": "0.5"}, "valid number"),
+        ("/v1/chat/completions", "[" * 50_000 + "]" * 50_000, "nested too deeply"),
         ("/v1/chat/completions", {"model": "gpt-4", "messages": []}, "use 'irt-bayes'"),
         ("/v1/chat/completions", {"model": "irt-bayes", "messages": []}, "non-empty list"),
     ],
@@ -266,6 +272,51 @@ def test_unknown_decision_is_404(service):
     url, _ = service
     r = http.post(f"{url}/v1/feedback", json={"decision_id": "never-made", "score": 1})
     assert r.status_code == 404 and "never-made" in r.json()["error"]
+
+
+def test_bodies_the_checks_cannot_see_up_front(service):
+    url, _ = service
+    bad_utf8 = http.post(
+        f"{url}/v1/route",
+        content=b'{"query": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
+    assert bad_utf8.status_code == 422 and "not JSON" in bad_utf8.json()["error"]
+
+    def chunks():  # no content-length: the limit is counted while the body is read
+        yield b'{"query": "'
+        for _ in range(40):
+            yield b"x" * 50_000
+        yield b'"}'
+
+    js = {"content-type": "application/json"}
+    big = http.post(f"{url}/v1/route", content=chunks(), headers=js)
+    assert big.status_code == 422 and "over the limit" in big.json()["error"]
+
+    def small():
+        yield b'{"query": "What is 2 + 2?"}'
+
+    ok = http.post(f"{url}/v1/route", content=small(), headers=js)
+    assert ok.status_code == 200, ok.text
+    missing = http.get(f"{url}/no-such-path-{time.time_ns()}")
+    assert missing.status_code == 404 and "error" in missing.json()
+    assert http.get(f"{url}/v1/route").status_code == 405
+    metrics = http.get(f"{url}/metrics").text
+    assert "no-such-path" not in metrics and 'endpoint="other"' in metrics
+
+
+def test_a_decision_takes_one_outcome(service):
+    url, _ = service
+    d = http.post(f"{url}/v1/route", json={"query": "Name a prime above 10."}).json()
+    did = d["decisions"][0]["decision_id"]
+    other = http.post(
+        f"{url}/v1/feedback", json={"decision_id": did, "query": "Another text", "score": 1}
+    )
+    assert other.status_code == 422 and "another query text" in other.json()["error"]
+    first = http.post(f"{url}/v1/feedback", json={"decision_id": did, "score": 1})
+    assert first.status_code == 200, first.text
+    again = http.post(f"{url}/v1/feedback", json={"decision_id": did, "score": 0})
+    assert again.status_code == 409 and "already has its outcome" in again.json()["error"]
 
 
 def test_kill9_loses_nothing_acknowledged(router_dir, tmp_path):
