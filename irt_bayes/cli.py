@@ -506,7 +506,7 @@ def cmd_onboard(args: argparse.Namespace) -> int:
     added["expected_accuracy"] = training_accuracy(new, list(added.index))
     r = len(set(added.index) & {str(m) for m in router.llms_})  # --replace
     what = f"added {len(added) - r} and replaced {r}" if r else f"added {len(added)}"
-    _say(f"{what} LLM(s) of a pool of {len(router.llms_)}; wrote {args.out}")
+    _say(f"{what} LLM(s); the pool has {len(new.llms_)} now; wrote {args.out}")
     _say(_table(added))
     ab = new.abilities()
     _say(_table(ab[ab["llm"].isin(added.index)].reset_index(drop=True)))

@@ -54,7 +54,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("query_id", "query", "llm", "score")
 # Whitespace, control and format characters (NUL, zero-width space, BOM, bidi marks): a
 # text of only these embeds as the empty string does, so it is not a query.
 _NO_TEXT = re.compile(
-    r"[\s\x00-\x1f\x7f-\x9f\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]*"
+    r"[\s\x00-\x1f\x7f-\x9f\u00ad\u034f\u061c\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0]*"
 )
 
 

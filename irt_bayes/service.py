@@ -721,7 +721,7 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
                 return await refused(scope, receive, send)
             if length is None and scope["method"] not in ("GET", "HEAD"):
                 # chunked: no length to check up front, so read it here, up to the limit
-                body, more = b"", True
+                body, more = bytearray(), True  # bytearray: no copy of the whole per chunk
                 while more:
                     msg = await receive()
                     if msg["type"] != "http.request":
@@ -731,7 +731,7 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
                     if len(body) > MAX_BODY:
                         refused = error(422, f"request body over the limit of {MAX_BODY} bytes")
                         return await refused(scope, receive, send)
-                receive = _replay(body, receive)
+                receive = _replay(bytes(body), receive)
             t0 = time.perf_counter()
             await self.inner(scope, receive, send)
             # a label per route, not per path: unknown paths must not grow the metric

@@ -135,16 +135,34 @@ class StateStore:
         except sa.exc.OperationalError as err:
             msg = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
             raise IrtBayesError(f"--state {location}: cannot open the database: {msg}") from err
-        try:  # state written before the index existed gets it now
+        self._add_index(location)
+
+    def _add_index(self, location: str | os.PathLike) -> None:
+        """Give state written before the one-outcome index existed that index."""
+        name = _one_per_decision.name
+        try:  # IF NOT EXISTS: replicas starting together on one database
             with self.engine.begin() as conn:
-                _one_per_decision.create(conn, checkfirst=True)
-        except sa.exc.IntegrityError:
-            warnings.warn(
-                f"--state {location} holds two outcomes for one decision (written by an "
-                "older irt-bayes); further repeats are not refused",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+                conn.execute(
+                    sa.text(
+                        f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {feedback.name} "
+                        "(decision_id) WHERE decision_id IS NOT NULL"
+                    )
+                )
+            return
+        except sa.exc.DBAPIError as err:
+            failed = err
+        if any(ix["name"] == name for ix in sa.inspect(self.engine).get_indexes(feedback.name)):
+            return  # another replica made it first
+        why = (
+            "it holds two outcomes for one decision (written by an older irt-bayes)"
+            if isinstance(failed, sa.exc.IntegrityError)
+            else f"the index could not be added ({str(failed.orig).strip().splitlines()[0]})"
+        )
+        warnings.warn(
+            f"--state {location}: {why}; repeated outcomes are not refused",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     # ------------------------------------------------------------------ decisions
     def log_decisions(self, rows: Iterable[Mapping[str, Any]]) -> None:

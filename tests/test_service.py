@@ -423,6 +423,9 @@ def test_replicas_share_one_postgresql_store(router_dir, postgres):
             time.sleep(0.2)
         assert sa_["feedback"] == sb["feedback"] == 2 and sa_["decisions"] == 1
         assert sa_["online_updates"] == sb["online_updates"] == 2
+        # the one-outcome rule holds across replicas (the unique index is in PostgreSQL)
+        r = http.post(f"{a}/v1/feedback", json={"decision_id": d["decision_id"], "score": 0})
+        assert r.status_code == 409, r.text
         ma, mb = (http.get(f"{u}/v1/models").json()["data"] for u in (a, b))
         # the same feedback in the same order: the same posterior (to rounding)
         assert [m["id"] for m in ma] == [m["id"] for m in mb]
@@ -431,3 +434,37 @@ def test_replicas_share_one_postgresql_store(router_dir, postgres):
     finally:
         for p in procs:
             stop(p)
+
+
+def test_state_from_before_the_one_outcome_index_gets_it(tmp_path):
+    import sqlalchemy as sa
+
+    from irt_bayes.store import FeedbackConflict, StateStore, feedback
+
+    row = {"decision_id": "d1", "query": "q", "embedding": np.zeros(3), "llm": "m", "score": 1}
+    old = tmp_path / "old"
+    old.mkdir()
+    engine = sa.create_engine(f"sqlite:///{old / 'state.sqlite'}")
+    with engine.begin() as conn:  # the table as older versions made it: no index
+        conn.execute(sa.schema.CreateTable(feedback))
+    engine.dispose()
+    store = StateStore(old)
+    store.add_feedback([row])
+    with pytest.raises(FeedbackConflict, match="'d1' already has its outcome"):
+        store.add_feedback([{**row, "score": 0}])
+    assert store.add_feedback([{**row, "decision_id": None}])  # outcomes seen elsewhere
+    store.close()
+
+    dup = tmp_path / "dup"
+    dup.mkdir()
+    engine = sa.create_engine(f"sqlite:///{dup / 'state.sqlite'}")
+    with engine.begin() as conn:
+        conn.execute(sa.schema.CreateTable(feedback))
+        for score in (1.0, 0.0):
+            conn.execute(
+                feedback.insert(),
+                {**row, "created": 0.0, "embedding": np.zeros(3).tobytes(), "score": score},
+            )
+    engine.dispose()
+    with pytest.warns(RuntimeWarning, match="two outcomes for one decision"):
+        StateStore(dup).close()
