@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("query_id", "query", "llm", "score")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("cost", "trials", "dataset", "split")
+
 # Whitespace, control and format characters (NUL, zero-width space, BOM, bidi marks): a
 # text of only these embeds as the empty string does, so it is not a query.
 _NO_TEXT = re.compile(
@@ -69,8 +71,6 @@ def has_text(text: object) -> bool:
     """
     return isinstance(text, str) and _NO_TEXT.fullmatch(text) is None
 
-
-OPTIONAL_COLUMNS: tuple[str, ...] = ("cost", "trials", "dataset", "split")
 
 # RouterBench wide-format columns that are neither scores nor per-LLM extras.
 _WIDE_META = frozenset({"sample_id", "prompt", "eval_name", "oracle_model_to_route_to"})

@@ -142,12 +142,7 @@ class StateStore:
         name = _one_per_decision.name
         try:  # IF NOT EXISTS: replicas starting together on one database
             with self.engine.begin() as conn:
-                conn.execute(
-                    sa.text(
-                        f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {feedback.name} "
-                        "(decision_id) WHERE decision_id IS NOT NULL"
-                    )
-                )
+                conn.execute(sa.schema.CreateIndex(_one_per_decision, if_not_exists=True))
             return
         except sa.exc.DBAPIError as err:
             failed = err
