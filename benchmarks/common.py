@@ -80,10 +80,29 @@ def model7(names: list[str] | None = None):  # noqa: ANN201
     return ResponseData.from_frame(pd.concat(frames, ignore_index=True), source="model7")
 
 
+def cpu() -> str:
+    """The CPU's model and its widest vector instructions, where ``/proc/cpuinfo`` says.
+
+    Machines of one kind differ: the int8 encoder was 3 times as fast as the exact one on
+    a CPU with AVX-512 VNNI and 1.2 times on one with AVX2 only, so a time is quoted
+    with the instructions it ran on.
+    """
+    try:
+        info = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return platform.processor() or "CPU unknown"
+    first = info.split("\n\n")[0]  # the first core's block
+    fields = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in first.splitlines())}
+    name = " ".join(fields.get("model name", "").split())
+    flags = set(fields.get("flags", "").split())
+    isa = next((f for f in ("avx512_vnni", "avx_vnni", "avx512f", "avx2") if f in flags), "no AVX2")
+    return f"{name or 'CPU'} ({isa})"
+
+
 def machine() -> str:
-    """One line: the machine and how loaded it was (quote it with every time)."""
+    """One line: the machine, its CPU and how loaded it was (quote it with every time)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{platform.machine()}, {os.cpu_count()} cores, load average {load:.2f}"
+    return f"{platform.machine()}, {cpu()}, {os.cpu_count()} cores, load average {load:.2f}"
 
 
 def md(df: pd.DataFrame, floatfmt: str = ".3f", fine: tuple[str, ...] = ()) -> str:

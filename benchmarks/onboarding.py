@@ -22,7 +22,9 @@ Part 2 (active labelling): a router fitted on a random slice of the training que
 ``suggest_labels`` (EVSI averaged over the AUC's cost weights) or at random; after a
 refit, the test AUC gained per 100 labels.
 
-Part ``prior`` (a choice of default, always written to ``onboarding_prior.md``): the width of a
+Each part writes its own file (:data:`FILES`), so rerunning one keeps the others.
+
+Part ``prior`` (a choice of default): the width of a
 new LLM's prior, ``irt_bayes.onboarding.PRIOR_SCALES`` times each ``--prior-factors``,
 judged by the error on the left-out LLM's training answers that were not probes.
 """
@@ -36,6 +38,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from common import DATA, RESULTS, encode, machine, md, routerbench
 
 warnings.filterwarnings("ignore")
@@ -65,25 +68,25 @@ def _subset(data, rows: pd.DataFrame):  # noqa: ANN001, ANN202
     return ResponseData(rows.reset_index(drop=True), "subset")
 
 
-def _test_summary(router, test, e_te, llm: str, emb_of=None) -> tuple[float, float, float]:  # noqa: ANN001
-    """Predicted accuracy of ``llm`` on ``test``'s queries and its 94% predictive interval."""
-    text = test.queries[["query_id", "query"]]
-    if e_te is None:
-        e_te = np.stack([emb_of[q] for q in text["query_id"]])
-    p = router.predict_proba(text, embeddings=e_te).sel(llm=llm)
-    answered = test.responses.loc[test.responses["llm"] == llm, "query_id"]
+def _test_proba(router, test, e_te: np.ndarray) -> xr.DataArray:  # noqa: ANN001
+    """The router's (draw, query, llm) P(correct) on ``test``'s queries, from their text."""
+    return router.predict_proba(test.queries[["query_id", "query"]], embeddings=e_te)
+
+
+def _summary(p: xr.DataArray, data, llm: str) -> tuple[float, float, float]:  # noqa: ANN001
+    """Predicted accuracy of ``llm`` on the queries it answered in ``data``, 94% interval."""
+    answered = data.responses.loc[data.responses["llm"] == llm, "query_id"]
+    p = p.sel(llm=llm)
     p = p.sel(query=p["query"].isin(answered.to_numpy())).to_numpy()  # (S, n)
     rng = np.random.default_rng(0)
     acc = (rng.random(p.shape) < p).mean(axis=1)  # predictive of the observed accuracy
     return float(p.mean()), float(np.quantile(acc, 0.03)), float(np.quantile(acc, 0.97))
 
 
-def _auc(router, test, e_te: np.ndarray, evalset) -> float:  # noqa: ANN001
+def _auc(p: xr.DataArray, evalset) -> float:  # noqa: ANN001
     from irt_bayes.evaluation import evaluate
 
-    text = test.queries[["query_id", "query"]]
-    p = router.predict_proba(text, embeddings=e_te).mean("draw")
-    p = p.sel(llm=evalset.llms, query=evalset.query_ids).to_numpy()
+    p = p.mean("draw").sel(llm=evalset.llms, query=evalset.query_ids).to_numpy()
     table, _ = evaluate({"r": p}, evalset)
     return float(table.loc["r", "auc"])
 
@@ -107,20 +110,52 @@ def _anchors(train, llm: str, n: int, seed: int) -> list[str]:  # noqa: ANN001
 
 
 def part_onboarding(
-    model: str, sizes: list[int], llms: list[str] | None, seed: int, strategies: list[str]
+    model: str,
+    sizes: list[int],
+    llms: list[str] | None,
+    seeds: list[int],
+    strategies: list[str],
+    workers: int = 1,
 ) -> str:
+    """Part 1 at every seed, ``workers`` seeds at a time (each in its own process)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    args = [(model, sizes, llms, seed, strategies) for seed in seeds]
+    if workers > 1:
+        # each process loads and encodes (cached) itself: nothing large is pickled
+        with ProcessPoolExecutor(min(workers, len(seeds))) as pool:
+            runs = list(pool.map(_onboard_seed, *zip(*args, strict=True)))
+    else:
+        runs = [_onboard_seed(*a) for a in args]
+    test = routerbench("test")
+    df = pd.DataFrame([row for run in runs for row in run["rows"]])
+    df["observed"] = df["llm"].map(test.responses.groupby("llm")["score"].mean())
+    return _onboarding_table(
+        df,
+        model,
+        seeds,
+        strategies,
+        [f for run in runs for f in run["fits"]],
+        {seed: run["full_auc"] for seed, run in zip(seeds, runs, strict=True)},
+        [run["full_s"] for run in runs],
+    )
+
+
+def _onboard_seed(
+    model: str, sizes: list[int], llms: list[str] | None, seed: int, strategies: list[str]
+) -> dict:
+    """Part 1 at one seed (its own fits, probe choices and random draws): rows and times."""
     from irt_bayes.evaluation import EvalSet
 
     train, test = routerbench("train"), routerbench("test")
     emb_of = dict(zip(train.query_ids, encode(train.queries["query"].tolist()), strict=True))
     e_te = encode(test.queries["query"].tolist())
     evalset = EvalSet.from_data(test, train.llms)
+    rows, fits = [], []
     t0 = time.perf_counter()
     full = _fit(train, emb_of, model, seed)
     full_s = time.perf_counter() - t0
-    full_auc = _auc(full, test, e_te, evalset)
-    obs = test.responses.groupby("llm")["score"].mean()
-    rows, fits = [], []
+    full_auc = _auc(_test_proba(full, test, e_te), evalset)
     for llm in llms or train.llms:
         t0 = time.perf_counter()
         rest = train.select(llms=[m for m in train.llms if m != llm])
@@ -128,10 +163,11 @@ def part_onboarding(
         fits.append(time.perf_counter() - t0)
         mine = train.responses[train.responses["llm"] == llm]
         answered = set(mine["query_id"])
-        ref = _test_summary(full, test, e_te, llm)
+        ref = _summary(_test_proba(full, test, e_te), test, llm)
         rows.append(
             dict(
                 llm=llm,
+                seed=seed,
                 strategy="all training data",
                 n=len(mine),
                 pred=ref[0],
@@ -170,13 +206,15 @@ def part_onboarding(
                     e_pr = np.stack([emb_of[q] for q in probes.query_ids])
                     onboarded = router.add_llms(probes, embeddings=e_pr)
                     secs = time.perf_counter() - t1
-                    s = _test_summary(onboarded, test, e_te, llm)
-                    auc = _auc(onboarded, test, e_te, evalset)
-                    rest_q = mine[~mine["query_id"].isin(ids)]
-                    tr = _test_summary(onboarded, _subset(train, rest_q), None, llm, emb_of)
+                    p = _test_proba(onboarded, test, e_te)
+                    s, auc = _summary(p, test, llm), _auc(p, evalset)
+                    unprobed = _subset(train, mine[~mine["query_id"].isin(ids)])
+                    e_un = np.stack([emb_of[q] for q in unprobed.query_ids])
+                    tr = _summary(_test_proba(onboarded, unprobed, e_un), unprobed, llm)
                     rows.append(
                         dict(
                             llm=llm,
+                            seed=seed,
                             strategy=strategy,
                             n=n,
                             pred=s[0],
@@ -185,20 +223,31 @@ def part_onboarding(
                             auc=auc,
                             seconds=secs,
                             train_pred=tr[0],
-                            train_observed=float(rest_q["score"].mean()),
+                            train_observed=float(unprobed.responses["score"].mean()),
                         )
                     )
-        print(f"  {llm} done ({fits[-1]:.0f} s fit)", flush=True)
-    df = pd.DataFrame(rows)
-    df["observed"] = df["llm"].map(obs)
+        print(f"  seed {seed}: {llm} done ({fits[-1]:.0f} s fit)", flush=True)
+    return dict(rows=rows, fits=fits, full_auc=full_auc, full_s=full_s)
+
+
+def _onboarding_table(  # noqa: PLR0913
+    df: pd.DataFrame,
+    model: str,
+    seeds: list[int],
+    strategies: list[str],
+    fits: list[float],
+    full_auc: dict[int, float],
+    full_s: list[float],
+) -> str:
+    """Part 1's table: means over the LLMs, then mean and sd of those over the seeds."""
     df["abs_error"] = (df["pred"] - df["observed"]).abs()
     df["train_abs_error"] = (df["train_pred"] - df["train_observed"]).abs()
     df["covered"] = (df["lo"] <= df["observed"]) & (df["observed"] <= df["hi"])
-    df["auc_vs_full"] = df["auc"] - full_auc
+    df["auc_vs_full"] = df["auc"] - df["seed"].map(full_auc)
     df.to_csv(RESULTS / "onboarding_rows.csv", index=False)
-    agg = (
+    per_seed = (
         df[df["strategy"] != "all training data"]
-        .groupby(["strategy", "n"])
+        .groupby(["strategy", "n", "seed"])
         .agg(
             mae=("abs_error", "mean"),
             train_mae=("train_abs_error", "mean"),
@@ -208,6 +257,10 @@ def part_onboarding(
             onboard_s=("seconds", "mean"),
         )
     )
+    by = per_seed.groupby(["strategy", "n"])
+    agg = by.mean()
+    agg.insert(1, "mae_sd", by["mae"].std(ddof=1) if len(seeds) > 1 else np.nan)
+    agg["worst_auc_vs_full"] = by["worst_auc_vs_full"].min()
     ref = df[df["strategy"] == "all training data"]
     wide = agg["mae"].unstack("strategy")
     wins = ", ".join(
@@ -221,8 +274,12 @@ def part_onboarding(
         f"(mean {np.mean(fits):.0f} s per fit), the LLM added from N of its training answers. "
         f"`mae`: mean |predicted - observed| test accuracy over the LLMs; `coverage`: share "
         f"inside the 94% predictive interval; `auc_vs_full`: routing AUC of the onboarded "
-        f"router minus the router fitted on all training data ({full_auc:.4f}, fit "
-        f"{full_s:.0f} s). Random: mean of {RANDOM_REPEATS} draws per LLM.\n\n"
+        f"router minus the router fitted on all training data "
+        f"({np.mean(list(full_auc.values())):.4f} on average, fit {np.mean(full_s):.0f} s). "
+        f"Random: mean of {RANDOM_REPEATS} draws per LLM. Every column is the mean over "
+        f"seeds {seeds} (each seed: its own fits, probe choices and random draws) of the "
+        f"mean over the LLMs; `mae_sd`: the sd of that over the seeds; `worst_auc_vs_full`: "
+        f"the worst LLM at any seed.\n\n"
         + md(agg, ".4f")
         + f"\n\nReference, the router fitted on all training data: mae "
         f"{ref['abs_error'].mean():.4f}, coverage {ref['covered'].mean():.2f}.\n\n"
@@ -246,7 +303,7 @@ def part_labels(model: str, start: int, sizes: list[int], seeds: list[int]) -> s
         first = set(rng.choice(np.array(train.query_ids), start, replace=False))
         base_data = ResponseData(r[r["query_id"].isin(first)].reset_index(drop=True), "slice")
         base = _fit(base_data, emb_of, model, seed)
-        base_auc = _auc(base, test, e_te, evalset)
+        base_auc = _auc(_test_proba(base, test, e_te), evalset)
         pool = r[~r["query_id"].isin(first)]
         cand = pool.drop_duplicates("query_id")[["query_id", "query"]]
         t0 = time.perf_counter()
@@ -268,7 +325,7 @@ def part_labels(model: str, start: int, sizes: list[int], seeds: list[int]) -> s
                 data = ResponseData(
                     pd.concat([base_data.responses, extra], ignore_index=True), "slice+labels"
                 )
-                auc = _auc(_fit(data, emb_of, model, seed), test, e_te, evalset)
+                auc = _auc(_test_proba(_fit(data, emb_of, model, seed), test, e_te), evalset)
                 rows.append(
                     dict(
                         labels=n,
@@ -339,8 +396,10 @@ def part_prior(model: str, sizes: list[int], factors: list[float], seed: int) ->
                     e_pr = np.stack([emb_of[q] for q in probes.query_ids])
                     onboarded = router.add_llms(probes, embeddings=e_pr)
                     rest_q = mine[~mine["query_id"].isin(ids)]
-                    tr = _test_summary(onboarded, _subset(train, rest_q), None, llm, emb_of)
-                    te = _test_summary(onboarded, test, e_te, llm)
+                    unprobed = _subset(train, rest_q)
+                    e_un = np.stack([emb_of[q] for q in unprobed.query_ids])
+                    tr = _summary(_test_proba(onboarded, unprobed, e_un), unprobed, llm)
+                    te = _summary(_test_proba(onboarded, test, e_te), test, llm)
                     rows.append(
                         dict(
                             factor=f,
@@ -365,11 +424,12 @@ def part_prior(model: str, sizes: list[int], factors: list[float], seed: int) ->
     )
 
 
-PARTS = ("1", "2", "prior")
+FILES = {"1": "onboarding.md", "2": "onboarding_labels.md", "prior": "onboarding_prior.md"}
+PARTS = tuple(FILES)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the parts; write parts 1-2 to ``onboarding.md`` and part prior to its own file."""
+    """Run the parts; write each to its file in :data:`FILES`."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="1,2", help="1, 2 and/or prior, comma-separated")
     ap.add_argument("--model", default="2pl", help="spec of every router fitted")
@@ -380,9 +440,14 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(STRATEGIES),
         help=f"part 1's probe choices, comma-separated (of {', '.join(STRATEGIES)})",
     )
+    ap.add_argument(
+        "--workers", type=int, default=1, help="part 1: seeds run at once, one process each"
+    )
     ap.add_argument("--start", type=int, default=150, help="part 2: queries of the first fit")
     ap.add_argument("--labels", default="300,1000", help="part 2: labels added")
-    ap.add_argument("--seeds", default="0,1,2", help="part 2 seeds (the first for parts 1, prior)")
+    ap.add_argument(
+        "--seeds", default="0,1,2", help="seeds of parts 1 and 2 (the first for part prior)"
+    )
     ap.add_argument(
         "--prior-factors",
         default="0.6,1,1.5,2.5",
@@ -418,16 +483,15 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         if part == "1":
             llms = args.llms.split(",") if args.llms else None
-            text = part_onboarding(args.model, sizes, llms, seeds[0], strategies)
+            text = part_onboarding(args.model, sizes, llms, seeds, strategies, args.workers)
         elif part == "2":
             labels = [int(s) for s in args.labels.split(",")]
             text = part_labels(args.model, args.start, labels, seeds)
         else:
             factors = [float(f) for f in args.prior_factors.split(",")]
             text = part_prior(args.model, sizes, factors, seeds[0])
-        # a choice of default is its own file, so that rerunning it keeps parts 1-2
-        name = "onboarding_prior.md" if part == "prior" else "onboarding.md"
-        files.setdefault(name, list(header)).extend(
+        # one file per part, so that rerunning one keeps the others
+        files.setdefault(FILES[part], list(header)).extend(
             [text, f"(part {part}: {time.perf_counter() - t1:.0f} s)\n"]
         )
         print(text, flush=True)
