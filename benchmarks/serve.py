@@ -235,7 +235,12 @@ def fidelity(router_dir: Path) -> pd.DataFrame:
     router = IRTRouter.load(router_dir, progress=False, cache_dir=False)
     vectors, rows = {}, []
     for backend in ("onnx", "onnx-int8"):
-        vectors[backend] = QueryEncoder(cache_dir=False, backend=backend).encode(texts)
+        enc = QueryEncoder(cache_dir=False, backend=backend)
+        v = enc.encode(texts)
+        # a refused int8 model falls back (with a warning): label what ran
+        vectors[
+            backend if enc.backend == backend else f"{backend} (fell back to {enc.backend})"
+        ] = v
     exact = vectors["onnx"].astype(np.float64)
     p_exact = router.predict(test.queries, embeddings=exact)["p_mean"].to_numpy()
     for backend, v in vectors.items():
@@ -284,6 +289,11 @@ def levels(
             print(rows[-1], flush=True)
         stats = httpx.get(f"{url}/v1/stats").json()
         print(f"{backend}: {stats['decisions']} decisions in {stats['batches']} batches")
+        if stats.get("encoder", backend) != backend:
+            # int8 is refused where its vectors drift (the server warned); say what ran
+            print(f"{backend}: the server fell back to {stats['encoder']!r}")
+            for r in rows:
+                r["encoder"] = f"{backend} (fell back to {stats['encoder']})"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

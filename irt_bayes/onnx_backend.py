@@ -17,7 +17,10 @@ every probe's cosine with torch's vector is at least :data:`INT8_MIN_COSINE`. On
 RouterBench test prompts the cosine was 0.988 at worst (0.994 on average), mean
 P(correct) moved by 0.007 on average (0.13 at most) and the routing AUC fell from
 0.8840 to 0.8835 (``benchmarks/serve.py``); routers are fitted on exact vectors, so this
-is a speed-for-accuracy trade a service chooses, never a default.
+is a speed-for-accuracy trade a service chooses, never a default. ONNX Runtime's int8
+kernels differ by CPU: on an AMD EPYC with AVX2 but no VNNI the probe "Hi" had cosine
+0.975, so there the check refuses int8 and the exact vectors are used (the server's
+``/v1/stats`` says which encoder runs).
 
 The ONNX files are written by irt-bayes into its own cache folder (a temporary file,
 then one rename) and read only from there; loading one runs no Python code.

@@ -511,6 +511,8 @@ class Service:
             "feedback_applied_seq": self.last_seq,
             "feedback_skipped": self.skipped,
             "batches": self.batcher.batches,
+            # what runs the transformer after any fallback (int8 refused on some CPUs)
+            "encoder": self.online.router_._get_encoder().backend,
             "uptime_s": time.time() - self.started,
         }
 

@@ -94,10 +94,21 @@ def test_backend_is_checked():
         enc.backend = "onnx"
 
 
-def test_int8_is_close_to_torch_and_stays_out_of_the_cache(torch_vectors, tmp_path):
-    _, got = _encode_without_fallback("onnx-int8", tmp_path)
-    cosine = (got.astype(np.float64) * torch_vectors).sum(axis=1)
-    assert cosine.min() >= onnx_backend.INT8_MIN_COSINE and cosine.max() < 1 - 1e-6
+def test_int8_is_close_to_torch_or_refused_and_stays_out_of_the_cache(torch_vectors, tmp_path):
+    enc = QueryEncoder(cache_dir=tmp_path, show_progress=False, backend="onnx-int8")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", OnnxFallbackWarning)
+        got = enc.encode(TEXTS)
+    refused = [str(w.message) for w in seen if issubclass(w.category, OnnxFallbackWarning)]
+    if enc.backend == "torch":
+        # int8 kernels differ by CPU: on an AVX2-only EPYC (no VNNI) the probe "Hi" had
+        # cosine 0.975, so the check refused int8 there and the exact vectors were used
+        assert len(refused) == 1 and "int8 embeddings have cosine" in refused[0]
+        np.testing.assert_allclose(got, torch_vectors, atol=1e-6, rtol=0)
+    else:
+        assert enc.backend == "onnx-int8" and not refused
+        cosine = (got.astype(np.float64) * torch_vectors).sum(axis=1)
+        assert cosine.min() >= onnx_backend.INT8_MIN_COSINE and cosine.max() < 1 - 1e-6
     names = sorted(p.name for p in (tmp_path / "onnx").glob("transformer-*.onnx"))
     assert len(names) == 2 and names[0].endswith("-int8.onnx")  # fp32 export, then int8
     # approximate vectors never reach the cache that exact encoders read

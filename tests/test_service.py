@@ -224,6 +224,7 @@ def test_feedback_is_stored_and_updates_the_posterior(service):
             break
         time.sleep(0.2)
     assert s["feedback"] == before["feedback"] + 2
+    assert s["encoder"] == "onnx"  # serve's default, and what this machine runs
     assert s["online_updates"] == before["online_updates"] + 2
     assert s["decisions"] > before["decisions"]
     models = http.get(f"{url}/v1/models").json()["data"]
