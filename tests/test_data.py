@@ -724,8 +724,11 @@ def test_missing_file(tmp_path):
         ("bad.csv.gz", b"this is not gzip data"),
         ("bad.parquet", b"PAR1 definitely not parquet"),
         ("bad.pkl", b"not a pickle"),
-        ("bad.pkl.gz", gzip.compress(b"not a pickle")),
+        ("bad.pkl.gz", gzip.compress(b"not a pickle", mtime=0)),
     ],
+    # Ids from the file name alone: xdist workers must collect identical ids, and
+    # gzip bytes carry a timestamp unless told otherwise.
+    ids=["bad.csv.gz", "bad.parquet", "bad.pkl", "bad.pkl.gz"],
 )
 def test_corrupt_bytes_are_unreadable(tmp_path, name, payload):
     path = tmp_path / name
