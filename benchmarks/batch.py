@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, machine, md  # noqa: E402
+from common import RESULTS, machine, md
 
 
 def write_log(folder: Path, n: int, per_part: int, dim: int, seed: int) -> None:

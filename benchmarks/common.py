@@ -29,7 +29,7 @@ def encode(texts: list[str]) -> np.ndarray:
     return QueryEncoder(show_progress=True).encode(texts)
 
 
-def spec_from(model: str):  # noqa: ANN201
+def spec_from(model: str):
     """``spec[:key=value...][@method][|option=value...]``: spec, overrides, method, options.
 
     ``mirt-2:dataset_abilities=true@nuts`` is mirt-2 with LLM x dataset offsets, by NUTS;
@@ -57,14 +57,14 @@ def spec_from(model: str):  # noqa: ANN201
     return ModelSpec.from_dict(raw, source=model), method or "advi", options
 
 
-def routerbench(split: str):  # noqa: ANN201
+def routerbench(split: str):
     """RouterBench arc_challenge + mbpp, ``split`` = "train" or "test"."""
     from irt_bayes.data import load_responses
 
     return load_responses(RB / f"arc_challenge_{split}.csv.gz", RB / f"mbpp_{split}.csv.gz")
 
 
-def model7(names: list[str] | None = None):  # noqa: ANN201
+def model7(names: list[str] | None = None):
     """model7 files with RouterDC's correctness: MC score > 0 counts as correct."""
     from irt_bayes.data import ResponseData, load_responses
 

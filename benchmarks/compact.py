@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, encode, machine, md, routerbench  # noqa: E402
+from common import RESULTS, encode, machine, md, routerbench
 
 
 def folder_mb(path: Path) -> float:

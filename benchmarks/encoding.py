@@ -24,7 +24,7 @@ import pandas as pd
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from irt_bayes.encoding import QueryEncoder  # noqa: E402
+from irt_bayes.encoding import QueryEncoder
 
 FILES = ("arc_challenge_train.csv.gz", "mbpp_train.csv.gz")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routerbench"

@@ -55,7 +55,7 @@ import pandas as pd
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from irt_bayes import IRTRouter, QueryEncoder, ResponseData, load_responses  # noqa: E402
+from irt_bayes import IRTRouter, QueryEncoder, ResponseData, load_responses
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import RESULTS, encode, machine, md, routerbench  # noqa: E402
+from common import RESULTS, encode, machine, md, routerbench
 
 POLICIES = ("static", "greedy + updates", "thompson + updates", "LinUCB")
 
@@ -90,7 +90,7 @@ def stream_tables(test, llms: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.n
 
 def run(
     policy: str,
-    router,  # noqa: ANN001
+    router,
     q: pd.DataFrame,
     emb: np.ndarray,
     score: np.ndarray,
@@ -150,9 +150,9 @@ def run(
     return util, got, paid, picks, online
 
 
-def refit_check(  # noqa: ANN201
-    base, part: pd.DataFrame, q: pd.DataFrame, emb: np.ndarray, picks: list[str],  # noqa: ANN001
-    got: np.ndarray, online,  # noqa: ANN001
+def refit_check(
+    base, part: pd.DataFrame, q: pd.DataFrame, emb: np.ndarray, picks: list[str],
+    got: np.ndarray, online,
 ):  # fmt: skip
     """Abilities after the online updates against a NUTS refit on the same outcomes,
     and each LLM's predicted accuracy on the queries it answered, before and after."""
@@ -166,7 +166,7 @@ def refit_check(  # noqa: ANN201
     refit = IRTRouter("2pl", method="nuts", progress=False, holdout=0.0, seed=0)
     refit.fit(pd.concat([part, fb], ignore_index=True))
 
-    def centred(draws):  # noqa: ANN001, ANN202 - the refit's abilities are zero-sum
+    def centred(draws):
         th = draws["theta"][..., 0]
         th = th - th.mean(axis=1, keepdims=True)
         return th.mean(axis=0), th.std(axis=0)
@@ -196,7 +196,7 @@ def refit_check(  # noqa: ANN201
     ).join(pd.DataFrame(fit_rows, index=pd.Index(refit.llms_, name="llm")))  # fmt: skip
 
 
-def main() -> None:  # noqa: C901
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--slice", type=int, default=150, help="train queries the router starts from")
     ap.add_argument("--wtp", type=float, default=20.0, help="willingness to pay X (per USD)")
@@ -223,7 +223,7 @@ def main() -> None:  # noqa: C901
     warm_rows = part.assign(pos=pos.reindex(part["query_id"]).to_numpy())
     mid = len(q) // 2
 
-    def fit(responses: pd.DataFrame):  # noqa: ANN202
+    def fit(responses: pd.DataFrame):
         kw = {"progress": False, "holdout": 0.0, "seed": 0, "method": args.method}
         return IRTRouter("2pl", **kw).fit(responses)
 

@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fit import (  # noqa: E402  (shared helpers of the fit benchmark)
+from fit import (
     DEFAULT_DATA,
     RESULTS,
     command_line,
@@ -78,10 +78,10 @@ from fit import (  # noqa: E402  (shared helpers of the fit benchmark)
     write_markdown,
 )
 
-from irt_bayes import IRTRouter  # noqa: E402
-from irt_bayes.memory import MEMORY_BUDGET  # noqa: E402
-from irt_bayes.routing import route  # noqa: E402
-from irt_bayes.simulate import wide_pool  # noqa: E402
+from irt_bayes import IRTRouter
+from irt_bayes.memory import MEMORY_BUDGET
+from irt_bayes.routing import route
+from irt_bayes.simulate import wide_pool
 
 WARMUPS: tuple[str | None, ...] = (None, "irt-router")
 TARGET_S = 0.5

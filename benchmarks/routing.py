@@ -73,7 +73,7 @@ def _text_only(queries: pd.DataFrame) -> pd.DataFrame:
     return queries.drop(columns=[c for c in ("dataset", "split") if c in queries])
 
 
-def _fit_ours(train, emb: np.ndarray, model: str, seed: int):  # noqa: ANN001, ANN202
+def _fit_ours(train, emb: np.ndarray, model: str, seed: int):
     from irt_bayes.router import IRTRouter
 
     spec, method, options = spec_from(model)
@@ -81,7 +81,7 @@ def _fit_ours(train, emb: np.ndarray, model: str, seed: int):  # noqa: ANN001, A
     return router.fit(train, embeddings=emb)
 
 
-def _predict_all(train, test, e_tr, e_te, models, seed):  # noqa: ANN001, ANN202
+def _predict_all(train, test, e_tr, e_te, models, seed):
     """Mean P(correct) (test query x LLM) of every router, from the test text only."""
     preds, routers, times = {}, {}, {}
     text = _text_only(test.queries)
@@ -226,7 +226,7 @@ def _dataset_avg(choice_scores: np.ndarray, datasets: np.ndarray) -> float:
     return float(np.mean([choice_scores[datasets == d].mean() for d in np.unique(datasets)]))
 
 
-def _m7_eval(preds: dict[str, np.ndarray], test, llms: list[str]) -> pd.DataFrame:  # noqa: ANN001
+def _m7_eval(preds: dict[str, np.ndarray], test, llms: list[str]) -> pd.DataFrame:
     x = test.to_xarray().reindex(llm=llms)
     y = x["score"].to_numpy()
     ds = x["dataset"].to_numpy()

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT, machine, md  # noqa: E402
+from common import RESULTS, ROOT, machine, md
 
 # Runs a command and prints its wall time and peak RSS (bytes) as JSON on the last line.
 _MEASURE = textwrap.dedent(

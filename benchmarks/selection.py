@@ -35,7 +35,7 @@ SPECS = "2pl,3pl,mirt-2,mirt-2:dataset_abilities=true,llm-mean,rasch"
 SETS = "routerbench,model7,model7-unlabelled,sim-position-bias,sim-specialists,sim-near-chance"
 
 
-def _data(name: str):  # noqa: ANN202
+def _data(name: str):
     from irt_bayes.data import ResponseData
     from irt_bayes.simulate import simulate_pool
 
@@ -51,7 +51,7 @@ def _data(name: str):  # noqa: ANN202
     return ResponseData.from_frame(pool.responses, source=name)
 
 
-def _folds(data, k: int, seed: int) -> list[np.ndarray]:  # noqa: ANN001
+def _folds(data, k: int, seed: int) -> list[np.ndarray]:
     q = data.queries
     strata = q["dataset"].astype(str).to_numpy() if data.has_dataset else np.zeros(len(q))
     rng = np.random.default_rng(seed)

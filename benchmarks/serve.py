@@ -52,9 +52,9 @@ import pandas as pd
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import M7, RB, RESULTS, machine, md, routerbench  # noqa: E402
+from common import M7, RB, RESULTS, machine, md, routerbench
 
-from irt_bayes.service import default_encoder_threads, wait_until_healthy  # noqa: E402
+from irt_bayes.service import default_encoder_threads, wait_until_healthy
 
 
 def text_sets() -> dict[str, list[str]]:
@@ -86,7 +86,7 @@ def start(
     cmd = [sys.executable, "-m", "irt_bayes.cli", "serve", str(router), "--state", str(state),
            "--port", str(port), "--willingness-to-pay", "20", "--quiet",
            "--encoder-backend", backend, *extra]  # fmt: skip
-    log = open(state.parent / f"server-{port}.log", "a")  # noqa: SIM115 - the server's
+    log = open(state.parent / f"server-{port}.log", "a")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     wait_until_healthy(f"http://127.0.0.1:{port}", 300, proc)
     return proc

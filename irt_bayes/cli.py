@@ -105,7 +105,7 @@ def _describe_router(path: str) -> int:
     return 0
 
 
-def _router_from_args(args: argparse.Namespace):  # noqa: ANN202 - lazy import of IRTRouter
+def _router_from_args(args: argparse.Namespace):
     from irt_bayes.router import IRTRouter
     from irt_bayes.spec import load_spec
 
@@ -172,7 +172,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _embeddings(args: argparse.Namespace):  # noqa: ANN202 - lazy import of EmbeddingTable
+def _embeddings(args: argparse.Namespace):
     """The --embeddings table, or None."""
     if getattr(args, "embeddings", None) is None:
         if getattr(args, "embeddings_label", None) is not None:
@@ -183,7 +183,7 @@ def _embeddings(args: argparse.Namespace):  # noqa: ANN202 - lazy import of Embe
     return EmbeddingTable.load(args.embeddings, label=args.embeddings_label)
 
 
-def _load_router(path: str, quiet: bool):  # noqa: ANN202
+def _load_router(path: str, quiet: bool):
     from irt_bayes.router import IRTRouter
 
     return IRTRouter.load(path, progress=not quiet)
@@ -351,7 +351,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _encoder_name(router) -> str:  # noqa: ANN001
+def _encoder_name(router) -> str:
     """The encoder's id, with what its ``:tail`` suffix means."""
     name = router._get_encoder().encoder_id
     if name.endswith(":tail"):
@@ -1220,7 +1220,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings (convergence, predictive check) as one line, without a source path."""
     text = " ".join(str(message).split())
     print(f"irt-bayes: warning: {one_line(text)}", file=sys.stderr, flush=True)

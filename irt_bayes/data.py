@@ -209,7 +209,7 @@ def read_table(path: PathLike, *, allow_pickle: bool = False) -> pd.DataFrame:
             df = pd.read_parquet(path)
         else:
             df = pd.read_pickle(path)
-    except Exception as exc:  # noqa: BLE001 - any parser failure is the same user error
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"cannot read as {kind}: {first}", source=str(path)) from None
     if not isinstance(df, pd.DataFrame):

@@ -180,7 +180,7 @@ def _read_parquet(path: Path) -> tuple[np.ndarray, np.ndarray]:
     src = str(path)
     try:
         df = pd.read_parquet(path, columns=None)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad bytes
+    except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"corrupt or unreadable Parquet ({first})", source=src) from None
     missing = [c for c in ("query_id", "embedding") if c not in df.columns]

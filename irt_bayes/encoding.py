@@ -476,7 +476,7 @@ class QueryEncoder:
                 model = SentenceTransformer(
                     target, device=self._device, local_files_only=local_only
                 )
-        except Exception as exc:  # noqa: BLE001 - any load failure is reported the same way
+        except Exception as exc:
             raise IrtBayesError(
                 f"cannot load sentence-transformers model {name!r}: {_one_line(exc)}"
             ) from exc

@@ -387,7 +387,7 @@ def pareto_plot(
     *,
     title: str = "Accuracy vs cost",
     log_cost: bool = True,
-):  # noqa: ANN201
+):
     """Figure with each router's hull and every single LLM as a labelled point.
 
     Returns
@@ -424,7 +424,7 @@ def pareto_plot(
 
 
 def _router_scores(
-    router,  # noqa: ANN001
+    router,
     test: ResponseData,
     weight: np.ndarray,
     datasets: np.ndarray | None,
@@ -476,7 +476,7 @@ def evaluate_router(
     router,
     test: ResponseData,
     out_dir: str | None = None,
-    *,  # noqa: ANN001
+    *,
     warmup: str | None = None,
     use_labels: bool = False,
     policy: str = "expected-utility",

@@ -236,7 +236,7 @@ def _nutpie(
         )
 
 
-def _through_pymc(name: str):  # noqa: ANN202 - a sampler function
+def _through_pymc(name: str):
     """A sampler run by ``pm.sample(nuts_sampler=name)``; JAX ones need the 'jax' extra."""
 
     def run(

@@ -344,7 +344,7 @@ def build_model(
     return model
 
 
-def _observe(components, values, inp, items, design, minibatch_size) -> None:  # noqa: ANN001
+def _observe(components, values, inp, items, design, minibatch_size) -> None:
     """Add the likelihood of the training responses, as ``y``."""
     c = items.get("c")
     qi, li, y, n = design.query_idx, design.llm_idx, design.y, design.trials
@@ -374,7 +374,7 @@ def _observe(components, values, inp, items, design, minibatch_size) -> None:  #
         params["mask"] = pt.as_tensor(mask)
     names = list(params)
 
-    def logp(value, *args):  # noqa: ANN001, ANN202
+    def logp(value, *args):
         p = dict(zip(names, args, strict=True))
         ll = log_likelihood(value, p["eta"], p.get("c"), p.get("n"), PYTENSOR)
         return ll if "mask" not in p else p["mask"] * ll

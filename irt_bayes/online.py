@@ -155,7 +155,7 @@ class OnlinePosterior:
     >>> online.update(obs).router_.predict(["What is 3 + 3?"])  # doctest: +SKIP
     """
 
-    def __init__(self, router, forgetting: float = 1.0) -> None:  # noqa: ANN001
+    def __init__(self, router, forgetting: float = 1.0) -> None:
         router._check_fitted()
         if not 0.0 < forgetting <= 1.0:  # also False for NaN
             raise IrtBayesError(f"forgetting must be in (0, 1], got {forgetting}")
@@ -169,7 +169,7 @@ class OnlinePosterior:
         self.n_updates_ = 0
 
     @staticmethod
-    def _view(router, draws: dict[str, np.ndarray]):  # noqa: ANN001, ANN205
+    def _view(router, draws: dict[str, np.ndarray]):
         view = copy.copy(router)
         view._draws = draws
         return view
@@ -298,7 +298,7 @@ class OnlinePosterior:
         return pd.DataFrame(rows)
 
 
-def feedback_responses(router, store, data) -> pd.DataFrame:  # noqa: ANN001
+def feedback_responses(router, store, data) -> pd.DataFrame:
     """A service's stored feedback as tidy responses to fit beside ``data`` (a refit).
 
     Each row becomes a query ``feedback-<seq>`` with its text; the columns ``data`` has

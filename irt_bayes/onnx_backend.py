@@ -59,7 +59,7 @@ class OnnxFallbackWarning(UserWarning):
     """ONNX Runtime could not stand in for torch; the encoder keeps torch."""
 
 
-def _module():  # noqa: ANN202 - torch is imported lazily
+def _module():
     import torch
     from transformers.modeling_outputs import BaseModelOutput
 
@@ -72,7 +72,7 @@ def _module():  # noqa: ANN202 - torch is imported lazily
             self.config = config  # sentence-transformers reads the model's config
             self.register_buffer("_device", torch.zeros(0), persistent=False)
 
-        def forward(self, input_ids, attention_mask, token_type_ids=None, **_: Any):  # noqa: ANN001, ANN201
+        def forward(self, input_ids, attention_mask, token_type_ids=None, **_: Any):
             feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
             if "token_type_ids" in self.names:
                 if token_type_ids is None:
@@ -128,7 +128,7 @@ def _export(hf_model: Any, tokenizer: Any, path: Path) -> list[str]:
             super().__init__()
             self.m = m
 
-        def forward(self, *xs: Any) -> Any:  # noqa: ANN401
+        def forward(self, *xs: Any) -> Any:
             return self.m(**dict(zip(names, xs, strict=True))).last_hidden_state
 
     # a copy: tracing leaves the module it traced computing other numbers
@@ -213,7 +213,7 @@ def use_onnx(
         session = ort.InferenceSession(str(run), opts, providers=["CPUExecutionProvider"])
         first.model = _module()(session, names, hf_model.config)
         got = model.encode(list(_PROBES), normalize_embeddings=True, convert_to_numpy=True)
-    except Exception as err:  # noqa: BLE001 - any failure keeps torch, with the reason
+    except Exception as err:
         first.model = hf_model
         warnings.warn(f"ONNX export or run failed ({type(err).__name__}: {err}); "
                       "encoding with torch", OnnxFallbackWarning, stacklevel=2)  # fmt: skip

@@ -182,7 +182,7 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def write_file(path: str | os.PathLike, write) -> Path:  # noqa: ANN001 - write(fh) callback
+def write_file(path: str | os.PathLike, write) -> Path:
     """Write one file through a temporary file beside it, renamed into place.
 
     ``write`` receives the open text file. An error or interrupt leaves ``path`` as it was.

@@ -327,7 +327,7 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     check_metadata(meta, path / "router.json")
     try:
         spec = ModelSpec.from_dict(_need(meta, "spec", path), source=str(path / "router.json"))
-    except Exception as exc:  # noqa: BLE001 - any bad spec content is one file error
+    except Exception as exc:
         raise RouterFileError(f"{path / 'router.json'}: invalid spec ({exc})") from None
     llms = list(_need(meta, "llms", path))
     prices = _need(meta, "prices", path)
@@ -335,7 +335,7 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
     try:
         idata = az.from_netcdf(str(path / "posterior.nc"), engine="h5netcdf")
         idata.load() if hasattr(idata, "load") else None
-    except Exception as exc:  # noqa: BLE001 - netCDF/HDF5 raise many types for bad bytes
+    except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RouterFileError(f"{path / 'posterior.nc'}: corrupt or unreadable ({first})") from None
     if "posterior" not in idata.groups() or "theta" not in idata.posterior:
@@ -348,7 +348,7 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
         # allow_pickle stays False: a saved router must never run code on load
         with np.load(path / "arrays.npz", allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except Exception as exc:  # noqa: BLE001 - zip, zlib and numpy raise many types for bad bytes
+    except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RouterFileError(f"{path / 'arrays.npz'}: corrupt or unreadable ({first})") from None
     check_arrays(arrays, meta, path / "arrays.npz")
@@ -462,7 +462,7 @@ def load_router(path: str | os.PathLike, *, encoder: Any = None, **kwargs: Any) 
             router.diagnostics_ = diagnose(
                 idata, method="nuts", seconds=float(d.get("seconds", 0.0))
             )
-        except Exception as exc:  # noqa: BLE001 - e.g. damaged sample_stats
+        except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise RouterFileError(
                 f"{path / 'posterior.nc'}: cannot recompute the NUTS diagnostics ({first})"

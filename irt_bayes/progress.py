@@ -188,7 +188,7 @@ def _marker() -> Path | None:
         import pytensor
 
         return Path(pytensor.config.compiledir) / _MARKER
-    except Exception:  # noqa: BLE001 - no notice is better than a crash over a notice
+    except Exception:
         return None
 
 

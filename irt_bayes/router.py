@@ -795,7 +795,7 @@ class IRTRouter(BaseEstimator):
 
         return load_router(path, **kwargs)
 
-    def __repr__(self, N_CHAR_MAX: int = 700) -> str:  # noqa: N803 - BaseEstimator's signature
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:  # BaseEstimator's signature
         if not hasattr(self, "idata_"):
             return f"IRTRouter(model={self.model!r}, method={self.method!r}, unfitted)"
         return (

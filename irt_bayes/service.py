@@ -217,7 +217,7 @@ class Batcher:
             self.batches += 1
             try:
                 state: Any = self._first([job for job, _ in items])
-            except BaseException as err:  # noqa: BLE001 - handed to the waiting requests
+            except BaseException as err:  # handed to the waiting requests
                 state = err
             self._handoff.put((items, state))
 
@@ -229,7 +229,7 @@ class Batcher:
             else:
                 try:
                     results = self._second([job for job, _ in items], state)
-                except BaseException as err:  # noqa: BLE001 - handed to the waiting requests
+                except BaseException as err:  # handed to the waiting requests
                     results = [err] * len(items)
             for (_, fut), res in zip(items, results, strict=True):
                 if isinstance(res, BaseException):
@@ -242,7 +242,7 @@ class Batcher:
 class Service:
     """The router, its online posterior, the store and the batching thread."""
 
-    def __init__(self, router, store: StateStore, settings: ServiceSettings) -> None:  # noqa: ANN001
+    def __init__(self, router, store: StateStore, settings: ServiceSettings) -> None:
         if str(getattr(router, "encoder_id_", "")).startswith("precomputed"):
             raise IrtBayesError(
                 "this router was fitted on precomputed embeddings; a service must embed "
@@ -298,7 +298,7 @@ class Service:
             self._wake.clear()
             try:
                 self.catch_up()
-            except Exception as err:  # noqa: BLE001 - a bad row must not stop the service
+            except Exception as err:
                 warnings.warn(f"online update failed: {err}", stacklevel=1)
 
     def stop(self) -> None:
@@ -307,7 +307,7 @@ class Service:
         self._wake.set()
 
     # ------------------------------------------------------------------ routing
-    def prices(self, view) -> pd.Series:  # noqa: ANN001
+    def prices(self, view) -> pd.Series:
         """USD per query of each LLM: the backend's price where given, else the router's."""
         p = view.prices_.copy()
         for name, b in self.settings.backends.items():
@@ -390,7 +390,7 @@ class Service:
 
     def _route(
         self, view, texts: list[str], emb: np.ndarray, pos: np.ndarray, a: Ask
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # noqa: ANN001
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Decisions for the texts at ``pos`` and the rows that log them."""
         q = pd.DataFrame({"query_id": [f"b{p}" for p in pos], "query": [texts[p] for p in pos]})
         draws = None
@@ -558,7 +558,7 @@ class RouteRequest(BaseModel):
     llms: list[str] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
-    def _one_source(self):  # noqa: ANN202
+    def _one_source(self):
         if (self.query is None) == (self.queries is None):
             raise ValueError("give 'query' or 'queries', one of the two")
         texts = [self.query] if self.query is not None else self.queries
@@ -578,7 +578,7 @@ class FeedbackRequest(BaseModel):
     score: float = Field(ge=0, le=1, allow_inf_nan=False, strict=True)
 
     @model_validator(mode="after")
-    def _one_source(self):  # noqa: ANN202
+    def _one_source(self):
         if self.decision_id is None and (self.query is None or self.llm is None):
             raise ValueError("give 'decision_id', or 'query' and 'llm'")
         if self.query is not None and not has_text(self.query):
@@ -645,7 +645,7 @@ def _replay(body: bytes, receive: Any) -> Any:
     return again
 
 
-def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: ANN001, ANN201, C901
+def create_app(router, store: StateStore, settings: ServiceSettings):
     """The FastAPI application of a routing service (see the module docstring)."""
     svc = Service(router, store, settings)
     reg = CollectorRegistry()
@@ -669,7 +669,7 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
     client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0))
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI):  # noqa: ANN202
+    async def lifespan(_app: FastAPI):
         yield
         svc.stop()
         await client.aclose()
@@ -706,7 +706,7 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
         def __init__(self, inner: Any) -> None:
             self.inner = inner
 
-        async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        async def __call__(self, scope, receive, send) -> None:
             if scope["type"] != "http":
                 return await self.inner(scope, receive, send)
             path = scope["path"]
@@ -846,7 +846,7 @@ def create_app(router, store: StateStore, settings: ServiceSettings):  # noqa: A
                         502, f"backend {d['llm']!r} answered {resp.status_code}: {text_err}"
                     )
 
-                async def relay():  # noqa: ANN202
+                async def relay():
                     try:
                         async for chunk in resp.aiter_raw():
                             yield chunk
@@ -910,7 +910,7 @@ def _no_constant(name: str) -> float:
 
 
 def serve(
-    router,  # noqa: ANN001
+    router,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,

@@ -269,7 +269,7 @@ class StateStore:
         self._log_engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_conn, _record, synchronous: str = "FULL") -> None:  # noqa: ANN001
+def _sqlite_pragmas(dbapi_conn, _record, synchronous: str = "FULL") -> None:
     # FULL: the WAL is synced at every commit, so an acknowledged row survives power loss;
     # NORMAL (the decision log): the commit reaches the OS (it survives kill -9) and is
     # synced with the next FULL commit or checkpoint

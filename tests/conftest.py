@@ -17,8 +17,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from irt_bayes import IRTRouter, QueryEncoder, SimulatedPool, simulate_pool  # noqa: E402
-from irt_bayes.inference import ConvergenceWarning  # noqa: E402
+from irt_bayes import IRTRouter, QueryEncoder, SimulatedPool, simulate_pool
+from irt_bayes.inference import ConvergenceWarning
 
 SIM_SEED = 11
 NUTS_SETTINGS = {"chains": 2, "draws": 400, "tune": 300}

@@ -26,7 +26,7 @@ def make_app(key: str | None) -> FastAPI:
         return {"status": "ok"}
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request):  # noqa: ANN202
+    async def chat(request: Request):
         if key and request.headers.get("authorization") != f"Bearer {key}":
             return JSONResponse({"error": {"message": "bad key"}}, status_code=401)
         body = await request.json()
@@ -47,7 +47,7 @@ def make_app(key: str | None) -> FastAPI:
                 "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
             }
 
-        async def events():  # noqa: ANN202
+        async def events():
             for word in text.split(" "):
                 chunk = {
                     **base,

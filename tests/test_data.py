@@ -853,7 +853,7 @@ class _Payload:
     def __init__(self, path: Path) -> None:
         self.path = str(path)
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         import os
 
         return (os.mkdir, (self.path,))

@@ -92,7 +92,7 @@ def test_missing_ids_are_named_in_one_line(files) -> None:
         (lambda p: p.write_bytes(b"not a zip"), "corrupt or unreadable"),
     ],
 )
-def test_bad_npz_files_are_one_line(tmp_path: Path, make, message: str) -> None:  # noqa: ANN001
+def test_bad_npz_files_are_one_line(tmp_path: Path, make, message: str) -> None:
     path = tmp_path / "bad.npz"
     make(path)
     with pytest.raises(DataError, match=message) as err:

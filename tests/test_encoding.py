@@ -19,8 +19,8 @@ from hypothesis.extra import numpy as hnp
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from irt_bayes import encoding  # noqa: E402
-from irt_bayes.encoding import (  # noqa: E402
+from irt_bayes import encoding
+from irt_bayes.encoding import (
     CACHE_ENV_VAR,
     DEFAULT_DIM,
     EmbeddingCacheWarning,
@@ -28,7 +28,7 @@ from irt_bayes.encoding import (  # noqa: E402
     as_embeddings,
     default_cache_dir,
 )
-from irt_bayes.errors import DataError, IrtBayesError  # noqa: E402
+from irt_bayes.errors import DataError, IrtBayesError
 
 MATHS = [
     "What is the derivative of x squared with respect to x?",

@@ -54,7 +54,7 @@ def router(pool, new_llm, embed_cache) -> IRTRouter:
         return r.fit(old)
 
 
-def _answers(pool, llm: str, ids) -> pd.DataFrame:  # noqa: ANN001
+def _answers(pool, llm: str, ids) -> pd.DataFrame:
     r = pool.responses
     return r[(r["llm"] == llm) & r["query_id"].isin(list(ids))]
 

@@ -162,7 +162,7 @@ def test_concurrent_writers_never_leave_a_moment_without_a_complete_output(tmp_p
                 # the version this look opened was swapped out and is being deleted: a
                 # new look finds the current one (a reader without a held fd never sees it)
                 continue
-            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            except BaseException as exc:
                 errors.append(exc)
                 return
             finally:

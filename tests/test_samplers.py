@@ -47,7 +47,7 @@ def test_every_sampler_gives_a_posterior_that_predicts(tiny, embed_cache, sample
     assert list(theta.sort_values().index) == list(acc.sort_values().index)
 
 
-def test_unknown_sampler_and_missing_extra_are_one_line(monkeypatch, tmp_path, capsys) -> None:  # noqa: ANN001
+def test_unknown_sampler_and_missing_extra_are_one_line(monkeypatch, tmp_path, capsys) -> None:
     with pytest.raises(IrtBayesError, match="unknown sampler 'stan'"):
         IRTRouter(sampler="stan")
     real = importlib.util.find_spec

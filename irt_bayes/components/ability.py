@@ -19,7 +19,7 @@ class Ability(Component):
 
     name = "ability"
 
-    def __init__(self, spec, structure) -> None:  # noqa: ANN001
+    def __init__(self, spec, structure) -> None:
         super().__init__(spec, structure)
         self.variables = {"theta": ("llm", "skill"), "sigma_theta": ("skill",)}
         self.llm_scales = {"theta": "sigma_theta"}

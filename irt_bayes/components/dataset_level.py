@@ -27,7 +27,7 @@ class DatasetLevel(Component):
     name = "dataset_level"
     dataset_variables = ("dataset_effect",)
 
-    def __init__(self, spec, structure) -> None:  # noqa: ANN001
+    def __init__(self, spec, structure) -> None:
         super().__init__(spec, structure)
         self.learned_scale = structure.n_datasets >= 3
         self.variables["dataset_effect"] = ("dataset",)

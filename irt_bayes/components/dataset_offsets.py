@@ -22,7 +22,7 @@ class DatasetOffsets(Component):
     name = "dataset_offsets"
     dataset_variables = ("gamma",)
 
-    def __init__(self, spec, structure) -> None:  # noqa: ANN001
+    def __init__(self, spec, structure) -> None:
         super().__init__(spec, structure)
         self.variables = {"gamma": ("dataset", "llm"), "tau_gamma": ()}
         self.llm_scales = {"gamma": "tau_gamma"}

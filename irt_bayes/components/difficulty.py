@@ -18,7 +18,7 @@ class Difficulty(Component):
 
     name = "difficulty"
 
-    def __init__(self, spec, structure) -> None:  # noqa: ANN001
+    def __init__(self, spec, structure) -> None:
         super().__init__(spec, structure)
         self.variables["mu_b"] = ()
         if structure.n_features:

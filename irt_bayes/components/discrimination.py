@@ -22,7 +22,7 @@ class Discrimination(Component):
 
     name = "discrimination"
 
-    def __init__(self, spec, structure) -> None:  # noqa: ANN001
+    def __init__(self, spec, structure) -> None:
         super().__init__(spec, structure)
         self.free = spec.discrimination == "free"
         if self.free:

@@ -26,7 +26,7 @@ class Guessing(Component):
 
     name = "guessing"
 
-    def __init__(self, spec, structure) -> None:  # noqa: ANN001
+    def __init__(self, spec, structure) -> None:
         super().__init__(spec, structure)
         self.learned = spec.guessing == "learned"
         self.per_dataset = self.learned and structure.n_datasets >= 2

@@ -16,7 +16,7 @@ class LLMSlopes(Component):
 
     name = "llm_slopes"
 
-    def __init__(self, spec, structure) -> None:  # noqa: ANN001
+    def __init__(self, spec, structure) -> None:
         super().__init__(spec, structure)
         self.variables.update(llm_slopes=("feature", "llm"), tau_w=())
         self.llm_scales = {"llm_slopes": "tau_w"}
