@@ -35,6 +35,7 @@ import argparse
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,25 +56,25 @@ ROUND = 5  # adaptive probes chosen per round
 RANDOM_REPEATS = 4
 
 
-def _fit(data, emb_of: dict, model: str, seed: int):  # noqa: ANN001, ANN202
+def _fit(data, emb_of: dict, model: str, seed: int):
     from irt_bayes.router import IRTRouter
 
     emb = np.stack([emb_of[q] for q in data.query_ids])
     return IRTRouter(model, seed=seed, progress=False, holdout=0).fit(data, embeddings=emb)
 
 
-def _subset(data, rows: pd.DataFrame):  # noqa: ANN001, ANN202
+def _subset(data, rows: pd.DataFrame):
     from irt_bayes.data import ResponseData
 
     return ResponseData(rows.reset_index(drop=True), "subset")
 
 
-def _test_proba(router, test, e_te: np.ndarray) -> xr.DataArray:  # noqa: ANN001
+def _test_proba(router, test, e_te: np.ndarray) -> xr.DataArray:
     """The router's (draw, query, llm) P(correct) on ``test``'s queries, from their text."""
     return router.predict_proba(test.queries[["query_id", "query"]], embeddings=e_te)
 
 
-def _summary(p: xr.DataArray, data, llm: str) -> tuple[float, float, float]:  # noqa: ANN001
+def _summary(p: xr.DataArray, data, llm: str) -> tuple[float, float, float]:
     """Predicted accuracy of ``llm`` on the queries it answered in ``data``, 94% interval."""
     answered = data.responses.loc[data.responses["llm"] == llm, "query_id"]
     p = p.sel(llm=llm)
@@ -83,7 +84,7 @@ def _summary(p: xr.DataArray, data, llm: str) -> tuple[float, float, float]:  # 
     return float(p.mean()), float(np.quantile(acc, 0.03)), float(np.quantile(acc, 0.97))
 
 
-def _auc(p: xr.DataArray, evalset) -> float:  # noqa: ANN001
+def _auc(p: xr.DataArray, evalset) -> float:
     from irt_bayes.evaluation import evaluate
 
     p = p.mean("draw").sel(llm=evalset.llms, query=evalset.query_ids).to_numpy()
@@ -91,7 +92,7 @@ def _auc(p: xr.DataArray, evalset) -> float:  # noqa: ANN001
     return float(table.loc["r", "auc"])
 
 
-def _anchors(train, llm: str, n: int, seed: int) -> list[str]:  # noqa: ANN001
+def _anchors(train, llm: str, n: int, seed: int) -> list[str]:
     """tinyBenchmarks' anchor points: the query nearest each k-means centre of correctness."""
     from sklearn.cluster import KMeans
 
@@ -116,6 +117,7 @@ def part_onboarding(
     seeds: list[int],
     strategies: list[str],
     workers: int = 1,
+    rows_file: str = "onboarding_rows.csv",
 ) -> str:
     """Part 1 at every seed, ``workers`` seeds at a time (each in its own process)."""
     from concurrent.futures import ProcessPoolExecutor
@@ -138,6 +140,7 @@ def part_onboarding(
         [f for run in runs for f in run["fits"]],
         {seed: run["full_auc"] for seed, run in zip(seeds, runs, strict=True)},
         [run["full_s"] for run in runs],
+        rows_file,
     )
 
 
@@ -230,7 +233,7 @@ def _onboard_seed(
     return dict(rows=rows, fits=fits, full_auc=full_auc, full_s=full_s)
 
 
-def _onboarding_table(  # noqa: PLR0913
+def _onboarding_table(
     df: pd.DataFrame,
     model: str,
     seeds: list[int],
@@ -238,13 +241,15 @@ def _onboarding_table(  # noqa: PLR0913
     fits: list[float],
     full_auc: dict[int, float],
     full_s: list[float],
+    rows_file: str,
 ) -> str:
     """Part 1's table: means over the LLMs, then mean and sd of those over the seeds."""
     df["abs_error"] = (df["pred"] - df["observed"]).abs()
     df["train_abs_error"] = (df["train_pred"] - df["train_observed"]).abs()
     df["covered"] = (df["lo"] <= df["observed"]) & (df["observed"] <= df["hi"])
     df["auc_vs_full"] = df["auc"] - df["seed"].map(full_auc)
-    df.to_csv(RESULTS / "onboarding_rows.csv", index=False)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    df.to_csv(RESULTS / rows_file, index=False)
     per_seed = (
         df[df["strategy"] != "all training data"]
         .groupby(["strategy", "n", "seed"])
@@ -453,6 +458,11 @@ def main(argv: list[str] | None = None) -> int:
         default="0.6,1,1.5,2.5",
         help="part prior: multipliers of the new-LLM prior's scales",
     )
+    ap.add_argument(
+        "--out",
+        help="results file name for the one part run (default: the part's own, see FILES), "
+        "so that a side run keeps the recorded results",
+    )
     args = ap.parse_args(argv)
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     unknown = sorted(parts - set(PARTS)) or ([] if parts else [args.parts])
@@ -461,6 +471,16 @@ def main(argv: list[str] | None = None) -> int:
             f"onboarding benchmark: unknown part {unknown[0]!r} (of 1, 2, prior)", file=sys.stderr
         )
         return 2
+    names = dict(FILES)
+    if args.out:
+        if len(parts) != 1 or Path(args.out).name != args.out or not args.out.endswith(".md"):
+            print(
+                f"onboarding benchmark: --out {args.out!r} needs one part and a plain file "
+                "name ending in .md",
+                file=sys.stderr,
+            )
+            return 2
+        names = dict.fromkeys(parts, args.out)
     strategies = args.strategies.split(",")
     unknown = [k for k in strategies if k not in STRATEGIES]
     if unknown:
@@ -483,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         if part == "1":
             llms = args.llms.split(",") if args.llms else None
-            text = part_onboarding(args.model, sizes, llms, seeds, strategies, args.workers)
+            rows = names[part].removesuffix(".md") + "_rows.csv"
+            text = part_onboarding(args.model, sizes, llms, seeds, strategies, args.workers, rows)
         elif part == "2":
             labels = [int(s) for s in args.labels.split(",")]
             text = part_labels(args.model, args.start, labels, seeds)
@@ -491,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             factors = [float(f) for f in args.prior_factors.split(",")]
             text = part_prior(args.model, sizes, factors, seeds[0])
         # one file per part, so that rerunning one keeps the others
-        files.setdefault(FILES[part], list(header)).extend(
+        files.setdefault(names[part], list(header)).extend(
             [text, f"(part {part}: {time.perf_counter() - t1:.0f} s)\n"]
         )
         print(text, flush=True)
