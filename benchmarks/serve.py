@@ -237,10 +237,7 @@ def fidelity(router_dir: Path) -> pd.DataFrame:
     for backend in ("onnx", "onnx-int8"):
         enc = QueryEncoder(cache_dir=False, backend=backend)
         v = enc.encode(texts)
-        # a refused int8 model falls back (with a warning): label what ran
-        vectors[
-            backend if enc.backend == backend else f"{backend} (fell back to {enc.backend})"
-        ] = v
+        vectors[ran(backend, enc.backend)] = v
     exact = vectors["onnx"].astype(np.float64)
     p_exact = router.predict(test.queries, embeddings=exact)["p_mean"].to_numpy()
     for backend, v in vectors.items():
@@ -251,6 +248,11 @@ def fidelity(router_dir: Path) -> pd.DataFrame:
                      "mean abs dP": dp.mean(), "max abs dP": dp.max(), "routing AUC": m["auc"],
                      "log loss": m["log_loss"], "ECE": m["ece"]})  # fmt: skip
     return pd.DataFrame(rows).set_index("encoder")
+
+
+def ran(asked: str, running: str) -> str:
+    """The label of an encoder row: a refused int8 model falls back (with a warning)."""
+    return asked if running == asked else f"{asked} (fell back to {running})"
 
 
 def levels(
@@ -289,11 +291,11 @@ def levels(
             print(rows[-1], flush=True)
         stats = httpx.get(f"{url}/v1/stats").json()
         print(f"{backend}: {stats['decisions']} decisions in {stats['batches']} batches")
-        if stats.get("encoder", backend) != backend:
-            # int8 is refused where its vectors drift (the server warned); say what ran
+        label = ran(backend, stats.get("encoder", backend))
+        if label != backend:
             print(f"{backend}: the server fell back to {stats['encoder']!r}")
             for r in rows:
-                r["encoder"] = f"{backend} (fell back to {stats['encoder']})"
+                r["encoder"] = label
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
