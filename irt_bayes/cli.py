@@ -72,7 +72,8 @@ def cmd_describe(args: argparse.Namespace) -> int:
     """Summarise response files, or a saved router: its model, fit and predictive check."""
     from irt_bayes.data import load_responses
 
-    if len(args.data) == 1 and (Path(args.data[0]) / "router.json").is_file():
+    # response data are files, so a folder is a router (or a broken one, said as such)
+    if len(args.data) == 1 and Path(args.data[0]).is_dir():
         return _describe_router(args.data[0])
     data = load_responses(*args.data, allow_pickle=args.trust_pickle)
     _say(repr(data))

@@ -70,6 +70,16 @@ def test_describe_a_router_repeats_its_check(
     assert "ADVI converged" in out or "ADVI NOT converged" in out
 
 
+def test_describe_a_folder_without_router_json_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a folder is never response data: it is named as a router that lacks its metadata
+    (tmp_path / "empty").mkdir()
+    assert main(["describe", str(tmp_path / "empty")]) == 2
+    err = _one_line_error(capsys)
+    assert str(tmp_path / "empty" / "router.json") in err and "incomplete" in err
+
+
 def test_predict_writes_one_row_per_query_and_llm(cli_env: dict[str, Path]) -> None:
     out = cli_env["root"] / "p.csv"
     assert (
