@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import irt_bayes
 from irt_bayes import interrupts
-from irt_bayes.errors import IrtBayesError
+from irt_bayes.errors import DataError, IrtBayesError
 from irt_bayes.outputs import atomic_directory, check_output_dir, check_output_file, write_file
 
 if TYPE_CHECKING:
@@ -184,6 +184,16 @@ def _embeddings(args: argparse.Namespace):
     return EmbeddingTable.load(args.embeddings, label=args.embeddings_label)
 
 
+def _inputs(args: argparse.Namespace) -> list[str]:
+    """The files a command reads, which its --out must not replace."""
+    found: list[str] = []
+    for name in ("queries", "data", "after", "responses", "embeddings"):
+        value = getattr(args, name, None)
+        if value:
+            found.extend([value] if isinstance(value, str | os.PathLike) else value)
+    return found
+
+
 def _load_router(path: str, quiet: bool):
     from irt_bayes.router import IRTRouter
 
@@ -194,7 +204,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """Predict P(correct) for every (query, LLM)."""
     from irt_bayes.data import load_queries
 
-    check_output_file(args.out)
+    check_output_file(args.out, _inputs(args))
     router = _load_router(args.router, args.quiet)
     queries = load_queries(*args.queries, allow_pickle=args.trust_pickle)
     out = router.predict(
@@ -208,7 +218,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_abilities(args: argparse.Namespace) -> int:
     """Posterior abilities with 94% HDI."""
     if args.out:
-        check_output_file(args.out)
+        check_output_file(args.out, _inputs(args))
     router = _load_router(args.router, True)
     ab = router.abilities()
     _say(_table(ab))
@@ -369,7 +379,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         return _route_parquet(args)
     if args.scheduler or args.workers:
         raise IrtBayesError("--scheduler and --workers route to Parquet: use --out D.parquet")
-    check_output_file(args.out)
+    check_output_file(args.out, _inputs(args))
     router = _load_router(args.router, args.quiet)
     _check_not_interrupted(router, args)
 
@@ -455,7 +465,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     """Choose training queries to run a new LLM on."""
     from irt_bayes.data import load_responses
 
-    check_output_file(args.out)
+    check_output_file(args.out, _inputs(args))
     router = _load_router(args.router, True)
     after = load_responses(*args.after, allow_pickle=args.trust_pickle) if args.after else None
     probes = router.suggest_probes(args.n, after=after, target=args.target)
@@ -463,6 +473,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if args.data:
         known = load_responses(*args.data, allow_pickle=args.trust_pickle).queries
         texts = known.set_index("query_id")["query"].reindex(probes["query_id"])
+        if texts.isna().all():
+            raise DataError(
+                f"none of the {len(probes)} probes is a query of this file (matched by "
+                "query_id): pass the files the router was fitted on",
+                source=", ".join(map(str, args.data)),
+            )
     probes.insert(1, "query", "" if texts is None else texts.fillna("").to_numpy())
     _write_csv(probes, args.out)
     answered = f" after {after.n_responses} answers" if after is not None else ""
@@ -520,7 +536,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     """Choose (query, LLM) pairs to label next."""
     from irt_bayes.data import load_queries
 
-    check_output_file(args.out)
+    check_output_file(args.out, _inputs(args))
     router = _load_router(args.router, args.quiet)
     queries = load_queries(*args.queries, allow_pickle=args.trust_pickle)
     pairs = router.suggest_labels(
@@ -603,7 +619,7 @@ def cmd_refit(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "router", force=args.force)
     router = _load_router(args.router, args.quiet)
     data = load_responses(*args.data, allow_pickle=args.trust_pickle)
-    fb = feedback_responses(router, StateStore(args.state), data)
+    fb = feedback_responses(router, StateStore(args.state, create=False), data)
     if fb.empty:
         raise IrtBayesError(f"--state {args.state} holds no feedback to refit on")
     frame = pd.concat([data.responses, fb], ignore_index=True)

@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from irt_bayes import interrupts
@@ -149,6 +149,12 @@ def check_output_dir(path: str | os.PathLike, kind: str, *, force: bool = False)
         )
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path}: exists and is not a folder")
+    enclosing = _enclosing_output(path)
+    if enclosing is not None:
+        raise OutputError(
+            f"{path}: lies inside the irt-bayes {enclosing[1]} {enclosing[0]}; "
+            f"name a folder outside it for the {kind}"
+        )
     if path.is_dir():
         why = _foreign(path, kind)
         if why is not None and not force:
@@ -164,17 +170,45 @@ def check_output_dir(path: str | os.PathLike, kind: str, *, force: bool = False)
     return path
 
 
-def check_output_file(path: str | os.PathLike) -> Path:
+def _enclosing_output(path: Path) -> tuple[Path, str] | None:
+    """The irt-bayes output folder above ``path`` and its kind, if there is one."""
+    for parent in path.resolve().parents:
+        kind = output_kind(parent)
+        if kind is not None:
+            return parent, kind
+    return None
+
+
+def check_output_file(
+    path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()
+) -> Path:
     """Check that a single output file (a CSV) can be written at ``path``, before work starts.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write.
+    inputs : iterable of str or os.PathLike, optional
+        The files the command reads: ``path`` must not be one of them.
 
     Raises
     ------
     OutputError
-        When ``path`` is a folder, its folder does not exist or is not writable.
+        When ``path`` is a folder, is one of ``inputs``, lies inside an irt-bayes output
+        folder (a saved router: replacing one of its files breaks it), or its folder
+        does not exist or is not writable.
     """
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; name a file to write")
+    if any(Path(i).resolve() == path.resolve() for i in inputs):
+        raise OutputError(f"{path}: is also an input of this command; name another file")
+    enclosing = _enclosing_output(path)
+    if enclosing is not None:
+        raise OutputError(
+            f"{path}: lies inside the irt-bayes {enclosing[1]} {enclosing[0]}; "
+            "name a file outside it"
+        )
     parent = path.parent
     if not parent.is_dir():
         raise OutputError(f"{path}: folder {parent} does not exist")

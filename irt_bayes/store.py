@@ -79,7 +79,7 @@ class FeedbackConflict(IrtBayesError):
     """The decision already has its outcome."""
 
 
-def _url(location: str | os.PathLike) -> tuple[str, bool]:
+def _url(location: str | os.PathLike, create: bool = True) -> tuple[str, bool]:
     text = str(location)
     if "://" in text:
         if text.startswith("postgresql://"):  # psycopg 3, not SQLAlchemy's psycopg2 default
@@ -90,6 +90,10 @@ def _url(location: str | os.PathLike) -> tuple[str, bool]:
     folder = Path(location)
     if folder.exists() and not folder.is_dir():
         raise IrtBayesError(f"--state {location} is a file; give a folder (or a PostgreSQL URL)")
+    if not create and not (folder / STATE_FILE).is_file():
+        raise IrtBayesError(
+            f"--state {location}: holds no {STATE_FILE}; name the service's --state"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / STATE_FILE}", True
 
@@ -101,6 +105,9 @@ class StateStore:
     ----------
     location : str or path
         A folder for the embedded SQLite database, or a PostgreSQL URL.
+    create : bool, default True
+        Create the SQLite folder and database when missing; False reads only existing
+        state (``refit``), so a mistyped folder is refused rather than made.
 
     Examples
     --------
@@ -109,8 +116,8 @@ class StateStore:
     {'decisions': 0, 'feedback': 0}
     """
 
-    def __init__(self, location: str | os.PathLike) -> None:
-        url, self.sqlite = _url(location)
+    def __init__(self, location: str | os.PathLike, create: bool = True) -> None:
+        url, self.sqlite = _url(location, create)
         self.location = str(location)
         kwargs: dict[str, Any] = {"future": True}
         if self.sqlite:
@@ -132,7 +139,7 @@ class StateStore:
             )
         try:
             _meta.create_all(self.engine)
-        except sa.exc.OperationalError as err:
+        except sa.exc.DatabaseError as err:  # also "file is not a database"
             msg = str(err.orig).strip().splitlines()[0] if err.orig else str(err)
             raise IrtBayesError(f"--state {location}: cannot open the database: {msg}") from err
         self._add_index(location)

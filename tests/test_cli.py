@@ -333,3 +333,36 @@ def test_evaluate_unknown_llm_is_one_line(
     err = _one_line_error(capsys)
     assert "not-in-pool" in err and str(f) in err
     assert not (tmp_path / "e").exists()
+
+
+def test_an_output_file_never_replaces_an_input_or_a_router_file(
+    tmp_path: Path, cli_env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    router = tmp_path / "router"
+    shutil.copytree(cli_env["router"], router)
+    queries = tmp_path / "q.csv"
+    shutil.copy(cli_env["queries"], queries)
+    before = {p.name: p.read_bytes() for p in router.iterdir()}
+    for out in (router / "router.json", router / "new.csv"):
+        assert main(["predict", str(router), str(queries), "--out", str(out), "--quiet"]) == 2
+        assert "lies inside the irt-bayes router" in _one_line_error(capsys)
+    assert main(["predict", str(router), str(queries), "--out", str(queries), "--quiet"]) == 2
+    assert "is also an input" in _one_line_error(capsys)
+    assert queries.read_bytes() == cli_env["queries"].read_bytes()
+    assert {p.name: p.read_bytes() for p in router.iterdir()} == before
+
+
+def test_probe_data_sharing_no_query_is_refused(
+    tmp_path: Path, cli_env: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.csv"
+    pd.DataFrame(
+        {"query_id": ["x1", "x2"], "query": ["a", "b"], "llm": ["m", "m"], "score": [1, 0]}
+    ).to_csv(other, index=False)
+    out = tmp_path / "p.csv"
+    args = ["probe", str(cli_env["router"]), "--n", "2", "--data", str(other), "--out", str(out)]
+    assert main(args) == 2
+    assert "none of the 2 probes" in _one_line_error(capsys)
+    assert not out.exists()

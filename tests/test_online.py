@@ -248,17 +248,36 @@ def test_refit_folds_the_feedback_in(advi_router, sim_pool, encoder, tmp_path):
     assert after < before  # 30 failures pulled it down
 
 
-def test_refit_without_feedback_is_one_line(advi_router, sim_pool, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("state", "match"),
+    [
+        ("empty", "holds no feedback"),
+        ("missing", "holds no state.sqlite"),  # a mistyped folder is not made
+        ("garbage", "file is not a database"),
+    ],
+)
+def test_refit_without_feedback_is_one_line(
+    advi_router, sim_pool, tmp_path, capsys, state, match
+):
+    from irt_bayes.store import STATE_FILE, StateStore
+
     router_dir = tmp_path / "router"
     advi_router.save(router_dir)
     train = tmp_path / "train.csv"
     sim_pool.responses.to_csv(train, index=False)
-    status = main(["refit", str(router_dir), "--state", str(tmp_path / "s"), "--data", str(train),
+    folder = tmp_path / "s"
+    if state == "empty":
+        StateStore(folder)
+    elif state == "garbage":
+        folder.mkdir()
+        (folder / STATE_FILE).write_bytes(bytes(range(256)) * 16)
+    status = main(["refit", str(router_dir), "--state", str(folder), "--data", str(train),
                    "--out", str(tmp_path / "o"), "--quiet"])  # fmt: skip
     assert status == 2
     err = capsys.readouterr().err.strip()
-    assert "holds no feedback" in err and "\n" not in err
+    assert match in err and "\n" not in err and str(folder) in err
     assert not (tmp_path / "o").exists()
+    assert folder.exists() == (state != "missing")
 
 
 # ---------------------------------------------------------------------- backends
