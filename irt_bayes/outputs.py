@@ -149,12 +149,7 @@ def check_output_dir(path: str | os.PathLike, kind: str, *, force: bool = False)
         )
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path}: exists and is not a folder")
-    enclosing = _enclosing_output(path)
-    if enclosing is not None:
-        raise OutputError(
-            f"{path}: lies inside the irt-bayes {enclosing[1]} {enclosing[0]}; "
-            f"name a folder outside it for the {kind}"
-        )
+    _refuse_inside_output(path, f"a folder outside it for the {kind}")
     if path.is_dir():
         why = _foreign(path, kind)
         if why is not None and not force:
@@ -170,18 +165,15 @@ def check_output_dir(path: str | os.PathLike, kind: str, *, force: bool = False)
     return path
 
 
-def _enclosing_output(path: Path) -> tuple[Path, str] | None:
-    """The irt-bayes output folder above ``path`` and its kind, if there is one."""
+def _refuse_inside_output(path: Path, instead: str) -> None:
+    """Refuse ``path`` below an irt-bayes output folder: writing there breaks that output."""
     for parent in path.resolve().parents:
         kind = output_kind(parent)
         if kind is not None:
-            return parent, kind
-    return None
+            raise OutputError(f"{path}: lies inside the irt-bayes {kind} {parent}; name {instead}")
 
 
-def check_output_file(
-    path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()
-) -> Path:
+def check_output_file(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """Check that a single output file (a CSV) can be written at ``path``, before work starts.
 
     Parameters
@@ -203,12 +195,7 @@ def check_output_file(
         raise OutputError(f"{path}: is a folder; name a file to write")
     if any(Path(i).resolve() == path.resolve() for i in inputs):
         raise OutputError(f"{path}: is also an input of this command; name another file")
-    enclosing = _enclosing_output(path)
-    if enclosing is not None:
-        raise OutputError(
-            f"{path}: lies inside the irt-bayes {enclosing[1]} {enclosing[0]}; "
-            "name a file outside it"
-        )
+    _refuse_inside_output(path, "a file outside it")
     parent = path.parent
     if not parent.is_dir():
         raise OutputError(f"{path}: folder {parent} does not exist")
